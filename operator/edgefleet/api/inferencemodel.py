@@ -1,0 +1,196 @@
+"""InferenceModel: one model at one version, built into one signed image per platform."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from edgefleet.api.meta import (
+    API_VERSION,
+    ApiModel,
+    Condition,
+    ConfigValues,
+    ObjectMeta,
+    Platform,
+    PlatformSet,
+    cel,
+)
+
+__all__ = [
+    "BuiltImage",
+    "HistoryEntry",
+    "InferenceModel",
+    "InferenceModelSpec",
+    "InferenceModelStatus",
+    "ModelSource",
+    "OciSource",
+    "Optimization",
+    "Probe",
+    "RuntimeSpec",
+    "UrlSource",
+]
+
+SHA256_HEX = r"^[a-f0-9]{64}$"
+DIGEST = r"^sha256:[a-f0-9]{64}$"
+VERSION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._+-]{0,62}[A-Za-z0-9])?$"
+#: An OCI reference pinned by digest: registry/repository@sha256:<hex>.
+OCI_PINNED = r"^[a-z0-9]([a-z0-9.:-]*[a-z0-9])?(/[a-z0-9]+([._-][a-z0-9]+)*)+@sha256:[a-f0-9]{64}$"
+
+
+class UrlSource(ApiModel):
+    """Weights downloaded over HTTP(S) and pinned by their SHA-256."""
+
+    url: str = Field(max_length=2048, pattern=r"^https?://[^\s]+$")
+    """Where the model file is downloaded from."""
+    sha256: str = Field(pattern=SHA256_HEX)
+    """Hex SHA-256 of the file; a download that does not match fails the build."""
+
+
+class OciSource(ApiModel):
+    """Weights stored as an OCI artifact (ORAS style), pinned by digest."""
+
+    reference: str = Field(max_length=1024, pattern=OCI_PINNED)
+    """Artifact reference, e.g. registry.example.com/models/resnet@sha256:<hex>."""
+    layer_media_type: str | None = Field(default=None, max_length=255)
+    """Media type of the layer that holds the model; the first layer when unset."""
+
+
+class ModelSource(ApiModel):
+    """Where the weights come from: exactly one of url or oci."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.url) != has(self.oci)", "exactly one of url or oci must be set")
+            ]
+        }
+    )
+
+    url: UrlSource | None = None
+    """An HTTP(S) download pinned by sha256."""
+    oci: OciSource | None = None
+    """An OCI artifact pinned by digest."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        if (self.url is None) == (self.oci is None):
+            raise ValueError("exactly one of url or oci must be set")
+
+
+class RuntimeSpec(ApiModel):
+    """The serving runtime inside the image."""
+
+    name: Literal["onnxruntime"] = "onnxruntime"
+    """Inference engine; ONNX Runtime is the one supported today."""
+    threads: int = Field(default=1, ge=1, le=64)
+    """Intra-op threads the runtime may use on the device."""
+
+
+class Optimization(ApiModel):
+    """A per-platform optimisation applied at build time."""
+
+    platforms: PlatformSet
+    """Platforms the optimisation applies to."""
+    quantization: Literal["None", "Int8Dynamic"] = "None"
+    """Int8Dynamic quantises weights to int8 (dynamic quantisation for CPU targets)."""
+
+
+class Probe(ApiModel):
+    """A real inference the device runs before it calls the model healthy."""
+
+    input_name: str = Field(min_length=1, max_length=128)
+    """Name of the model input the sample goes to."""
+    shape: list[Annotated[int, Field(ge=1, le=65536)]] = Field(min_length=1, max_length=8)
+    """Shape of the sample input."""
+    values: list[float] = Field(min_length=1, max_length=4096)
+    """The sample input, flattened in row-major order (float32)."""
+    output_name: str = Field(min_length=1, max_length=128)
+    """Name of the model output that is compared."""
+    expected: list[float] = Field(min_length=1, max_length=4096)
+    """The expected output, flattened in row-major order."""
+    tolerance: float = Field(default=1e-3, ge=0, le=1e6)
+    """Largest absolute difference per element that still counts as correct."""
+
+
+class InferenceModelSpec(ApiModel):
+    """What to build: one model at one version for a set of platforms."""
+
+    version: str = Field(max_length=64, pattern=VERSION_PATTERN)
+    """Version of the model, e.g. 1.4.0 or 2026-11-23; part of the image tag."""
+    source: ModelSource
+    """Where the weights come from."""
+    format: Literal["onnx"] = "onnx"
+    """Model file format."""
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    """Serving runtime and its settings."""
+    platforms: PlatformSet
+    """Target platforms, e.g. linux/amd64, linux/arm64, linux/arm/v7."""
+    optimizations: list[Optimization] = Field(default_factory=list, max_length=3)
+    """Optional per-platform optimisations."""
+    probe: Probe | None = None
+    """Health probe: a sample input and the answer that counts as correct."""
+    config: ConfigValues = Field(default_factory=dict)
+    """Configuration values for every device running this model (lowest precedence)."""
+
+
+class BuiltImage(ApiModel):
+    """The image built for one platform."""
+
+    platform: Platform
+    """Platform of this image."""
+    digest: str = Field(pattern=r"^sha256:[a-f0-9]{64}$")
+    """Digest of the platform manifest."""
+    size_bytes: int = Field(ge=0)
+    """Compressed size of all layers."""
+    model_layer_bytes: int = Field(default=0, ge=0)
+    """Compressed size of the model layer (what a weights-only update sends)."""
+    build_seconds: float = Field(default=0.0, ge=0)
+    """Wall-clock time the build of this platform took."""
+    signature: str | None = Field(default=None, max_length=1024)
+    """Reference of the cosign signature manifest (…:sha256-<hex>.sig)."""
+
+
+class HistoryEntry(ApiModel):
+    """An earlier build, kept so rollouts can roll back to it."""
+
+    version: str = Field(max_length=64)
+    """Model version of that build."""
+    index_digest: str = Field(pattern=r"^sha256:[a-f0-9]{64}$")
+    """Digest of its image index."""
+    built_at: str = Field(max_length=64)
+    """When it was built (RFC 3339)."""
+
+
+class InferenceModelStatus(ApiModel):
+    """Observed state, written by the operator only."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The generation the status describes."""
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Built, Signed, Ready, Reconciling, Stalled."""
+    repository: str | None = Field(default=None, max_length=1024)
+    """Registry repository the images were pushed to."""
+    index_digest: str | None = Field(default=None, pattern=r"^sha256:[a-f0-9]{64}$")
+    """Digest of the multi-platform image index."""
+    images: list[BuiltImage] = Field(default_factory=list, max_length=3)
+    """Per-platform images."""
+    build_key: str | None = Field(default=None, max_length=128)
+    """Hash over every build input; an unchanged key never rebuilds."""
+    history: list[HistoryEntry] = Field(default_factory=list, max_length=10)
+    """Earlier builds, newest first."""
+
+
+class InferenceModel(ApiModel):
+    """An ONNX model at one version, built and signed for each target platform."""
+
+    KIND: ClassVar[str] = "InferenceModel"
+    PLURAL: ClassVar[str] = "inferencemodels"
+
+    api_version: Literal["edgefleet.io/v1alpha1"] = API_VERSION
+    kind: Literal["InferenceModel"] = "InferenceModel"
+    metadata: ObjectMeta
+    spec: InferenceModelSpec
+    status: InferenceModelStatus | None = None
