@@ -99,7 +99,7 @@ provide_set() {
   for b in $(binaries_of_set "$set"); do [ -x "$dest/$b" ] || missing=1; done
   if [ $missing = 0 ]; then exec {lock}>&-; return 0; fi
 
-  local tmp; tmp=$(mktemp -d "$cache/$set/.tmp.XXXXXX")
+  local tmp; tmp=$(mktemp -d "$cache/$set/.tmp.XXXXXX"); chmod 755 "$tmp"
   local start=$SECONDS
   if [ "$source_mode" = download ] && [ "$set" = kubernetes ]; then
     for b in $(binaries_of_set "$set"); do

@@ -57,6 +57,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
             node[int(last)] = value
         else:
             node[last] = value
+
     return apply
 
 
@@ -67,6 +68,7 @@ def _delete(path: str) -> Callable[[dict[str, Any]], None]:
         for p in parents:
             node = node[int(p)] if p.isdigit() else node[p]
         del node[last]
+
     return apply
 
 
@@ -74,58 +76,128 @@ D, M, R = "EdgeDevice", "InferenceModel", "Rollout"
 _STEPS = "spec.canary.steps"
 
 CASES: tuple[Case, ...] = (
-    Case("device-platform-unknown-arch", D, _set("spec.platform", "linux/riscv64"), "spec.platform"),
+    Case(
+        "device-platform-unknown-arch", D, _set("spec.platform", "linux/riscv64"), "spec.platform"
+    ),
     Case("device-platform-without-os", D, _set("spec.platform", "arm64"), "spec.platform"),
     Case("device-accelerator-unknown", D, _set("spec.accelerator", "Quantum"), "spec.accelerator"),
     Case("device-suspended-wrong-type", D, _set("spec.suspended", "yes"), "spec.suspended"),
     Case("device-name-too-long", D, _set("metadata.name", "d" * 64), "at most 63 characters"),
-    Case("device-label-value-too-long", D, _set("metadata.labels", {"edgefleet.io/site": "x" * 64}),
-         "metadata.labels"),
+    Case(
+        "device-label-value-too-long",
+        D,
+        _set("metadata.labels", {"edgefleet.io/site": "x" * 64}),
+        "metadata.labels",
+    ),
     Case("device-config-key-invalid", D, _set("spec.config", {"bad-key": "1"}), "spec.config"),
     Case("device-unknown-field", D, _set("spec.replicas", 3), "spec.replicas"),
     Case("model-format-unknown", M, _set("spec.format", "tflite"), "spec.format"),
-    Case("model-url-without-sha256", M, _delete("spec.source.url.sha256"), "spec.source.url.sha256"),
-    Case("model-sha256-not-hex", M, _set("spec.source.url.sha256", "abc123"), "spec.source.url.sha256"),
-    Case("model-source-both", M, _set("spec.source.oci", {
-        "reference": "registry.example.com/models/x@sha256:" + "a" * 64}), "exactly one of url or oci"),
+    Case(
+        "model-url-without-sha256", M, _delete("spec.source.url.sha256"), "spec.source.url.sha256"
+    ),
+    Case(
+        "model-sha256-not-hex",
+        M,
+        _set("spec.source.url.sha256", "abc123"),
+        "spec.source.url.sha256",
+    ),
+    Case(
+        "model-source-both",
+        M,
+        _set("spec.source.oci", {"reference": "registry.example.com/models/x@sha256:" + "a" * 64}),
+        "exactly one of url or oci",
+    ),
     Case("model-source-neither", M, _set("spec.source", {}), "exactly one of url or oci"),
-    Case("model-oci-by-tag", M, _set("spec.source", {
-        "oci": {"reference": "registry.example.com/models/x:latest"}}), "spec.source.oci.reference"),
+    Case(
+        "model-oci-by-tag",
+        M,
+        _set("spec.source", {"oci": {"reference": "registry.example.com/models/x:latest"}}),
+        "spec.source.oci.reference",
+    ),
     Case("model-platforms-empty", M, _set("spec.platforms", []), "spec.platforms"),
-    Case("model-platforms-duplicate", M, _set("spec.platforms", ["linux/amd64", "linux/amd64"]),
-         "spec.platforms"),
+    Case(
+        "model-platforms-duplicate",
+        M,
+        _set("spec.platforms", ["linux/amd64", "linux/amd64"]),
+        "spec.platforms",
+    ),
     Case("model-platform-unknown", M, _set("spec.platforms", ["windows/amd64"]), "spec.platforms"),
     Case("model-version-with-space", M, _set("spec.version", "1.0 beta"), "spec.version"),
-    Case("model-probe-negative-tolerance", M, _set("spec.probe.tolerance", -0.5),
-         "spec.probe.tolerance"),
-    Case("model-url-not-http", M, _set("spec.source.url.url", "ftp://models.example.com/m.onnx"),
-         "spec.source.url.url"),
+    Case(
+        "model-probe-negative-tolerance",
+        M,
+        _set("spec.probe.tolerance", -0.5),
+        "spec.probe.tolerance",
+    ),
+    Case(
+        "model-url-not-http",
+        M,
+        _set("spec.source.url.url", "ftp://models.example.com/m.onnx"),
+        "spec.source.url.url",
+    ),
     Case("rollout-weight-zero", R, _set(f"{_STEPS}.0", {"setWeight": 0}), "setWeight"),
     Case("rollout-weight-over-100", R, _set(f"{_STEPS}.4", {"setWeight": 101}), "setWeight"),
-    Case("rollout-weights-decreasing", R, _set(_STEPS, [{"setWeight": 50}, {"setWeight": 25}]),
-         "strictly increasing"),
-    Case("rollout-weights-equal", R, _set(_STEPS, [{"setWeight": 50}, {"setWeight": 50}]),
-         "strictly increasing"),
+    Case(
+        "rollout-weights-decreasing",
+        R,
+        _set(_STEPS, [{"setWeight": 50}, {"setWeight": 25}]),
+        "strictly increasing",
+    ),
+    Case(
+        "rollout-weights-equal",
+        R,
+        _set(_STEPS, [{"setWeight": 50}, {"setWeight": 50}]),
+        "strictly increasing",
+    ),
     Case("rollout-weight-wrong-type", R, _set(f"{_STEPS}.0", {"setWeight": "fifty"}), "setWeight"),
-    Case("rollout-step-both", R, _set(f"{_STEPS}.0", {"setWeight": 10, "pause": {}}),
-         "exactly one of setWeight or pause"),
+    Case(
+        "rollout-step-both",
+        R,
+        _set(f"{_STEPS}.0", {"setWeight": 10, "pause": {}}),
+        "exactly one of setWeight or pause",
+    ),
     Case("rollout-step-empty", R, _set(f"{_STEPS}.0", {}), "exactly one of setWeight or pause"),
     Case("rollout-steps-empty", R, _set(_STEPS, []), "spec.canary.steps"),
     Case("rollout-selector-missing", R, _delete("spec.selector"), "spec.selector"),
     Case("rollout-selector-empty", R, _set("spec.selector", {}), "at least one matchLabels"),
-    Case("rollout-selector-empty-labels", R, _set("spec.selector", {"matchLabels": {}}),
-         "at least one matchLabels"),
-    Case("rollout-selector-in-without-values", R, _set("spec.selector", {
-        "matchExpressions": [{"key": "edgefleet.io/site", "operator": "In"}]}),
-         "values must be non-empty"),
-    Case("rollout-pause-negative", R, _set(f"{_STEPS}.1", {"pause": {"duration": "-5m"}}),
-         "duration"),
-    Case("rollout-deadline-negative", R, _set("spec.progressDeadline", "-1h"), "spec.progressDeadline"),
-    Case("rollout-deadline-no-unit", R, _set("spec.progressDeadline", "15"), "spec.progressDeadline"),
-    Case("rollout-max-unavailable-over-100", R, _set("spec.maxUnavailable", "150%"),
-         "spec.maxUnavailable"),
+    Case(
+        "rollout-selector-empty-labels",
+        R,
+        _set("spec.selector", {"matchLabels": {}}),
+        "at least one matchLabels",
+    ),
+    Case(
+        "rollout-selector-in-without-values",
+        R,
+        _set(
+            "spec.selector", {"matchExpressions": [{"key": "edgefleet.io/site", "operator": "In"}]}
+        ),
+        "values must be non-empty",
+    ),
+    Case(
+        "rollout-pause-negative", R, _set(f"{_STEPS}.1", {"pause": {"duration": "-5m"}}), "duration"
+    ),
+    Case(
+        "rollout-deadline-negative",
+        R,
+        _set("spec.progressDeadline", "-1h"),
+        "spec.progressDeadline",
+    ),
+    Case(
+        "rollout-deadline-no-unit", R, _set("spec.progressDeadline", "15"), "spec.progressDeadline"
+    ),
+    Case(
+        "rollout-max-unavailable-over-100",
+        R,
+        _set("spec.maxUnavailable", "150%"),
+        "spec.maxUnavailable",
+    ),
     Case("rollout-priority-negative", R, _set("spec.priority", -1), "spec.priority"),
     Case("rollout-model-missing", R, _delete("spec.model"), "spec.model"),
-    Case("rollout-unknown-field-in-step", R, _set(f"{_STEPS}.0", {"setWeight": 10, "weight": 10}),
-         "weight"),
+    Case(
+        "rollout-unknown-field-in-step",
+        R,
+        _set(f"{_STEPS}.0", {"setWeight": 10, "weight": 10}),
+        "weight",
+    ),
 )

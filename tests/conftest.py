@@ -39,8 +39,9 @@ def control_plane() -> Iterator[ControlPlane]:
 def crds(control_plane: ControlPlane) -> ControlPlane:
     """The control plane with edgefleet's CRDs installed and Established."""
     control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                          "-f", str(ROOT / "crds"))
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds")
+    )
     return control_plane
 
 

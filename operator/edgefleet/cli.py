@@ -8,6 +8,7 @@ example fleet and shows ``kubectl get edgefleet -A``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -47,26 +48,32 @@ def _demo(args: argparse.Namespace) -> int:
         print("\n$ kubectl get edgefleet -A", flush=True)
         print(cp.kubectl("get", "edgefleet", "-A").stdout, flush=True)
         if args.keep:
-            print(f"Control plane running. Try:\n  export KUBECONFIG={cp.kubeconfig}\n"
-                  f"  {cp.tools.kubectl} get edgefleet -A\nPress Ctrl-C to stop.", flush=True)
+            print(
+                f"Control plane running. Try:\n  export KUBECONFIG={cp.kubeconfig}\n"
+                f"  {cp.tools.kubectl} get edgefleet -A\nPress Ctrl-C to stop.",
+                flush=True,
+            )
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 stop.wait()
-            except KeyboardInterrupt:
-                pass
         log.info("stopping control plane")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edgefleet", description=__doc__)
-    parser.add_argument("--json-logs", action="store_true", default=None,
-                        help="log JSON lines even on a terminal")
+    parser.add_argument(
+        "--json-logs", action="store_true", default=None, help="log JSON lines even on a terminal"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the local control plane with the example fleet")
-    demo.add_argument("--keep", action=argparse.BooleanOptionalAction, default=sys.stdin.isatty(),
-                      help="keep running until Ctrl-C (default: when on a terminal)")
+    demo.add_argument(
+        "--keep",
+        action=argparse.BooleanOptionalAction,
+        default=sys.stdin.isatty(),
+        help="keep running until Ctrl-C (default: when on a terminal)",
+    )
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     logs.configure(json=args.json_logs)

@@ -10,8 +10,11 @@ from edgefleet.api.meta import parse_duration
 from tests.cases import CASES, Case, example_objects
 
 
-@pytest.mark.parametrize("obj", [o for o in example_objects() if o["kind"] in KIND_MODELS],
-                         ids=lambda o: f"{o['kind']}/{o['metadata']['name']}")
+@pytest.mark.parametrize(
+    "obj",
+    [o for o in example_objects() if o["kind"] in KIND_MODELS],
+    ids=lambda o: f"{o['kind']}/{o['metadata']['name']}",
+)
 def test_examples_are_valid(obj):
     parsed = KIND_MODELS[obj["kind"]].model_validate(obj)
     # Round trip: what we would send is what the user wrote, plus defaults.
@@ -32,8 +35,9 @@ def test_there_are_at_least_twenty_cases():
     assert len({c.id for c in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("1h30m", 5400), ("250ms", 0.25),
-                                               ("1.5m", 90)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("1h30m", 5400), ("250ms", 0.25), ("1.5m", 90)]
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 

@@ -11,8 +11,18 @@ import yaml
 from edgefleet.api.crd import KINDS, crd_for
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN_KEYS = {"$ref", "anyOf", "oneOf", "allOf", "const", "title", "$defs", "propertyNames",
-                  "uniqueItems", "patternProperties"}
+FORBIDDEN_KEYS = {
+    "$ref",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "const",
+    "title",
+    "$defs",
+    "propertyNames",
+    "uniqueItems",
+    "patternProperties",
+}
 
 
 @pytest.mark.parametrize("info", KINDS, ids=lambda k: k.kind)
@@ -47,6 +57,13 @@ def test_schema_is_structural(info):
 def test_every_field_is_documented(info):
     schema = crd_for(info)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     spec = schema["properties"]["spec"]
-    undocumented = [p for p, n in _walk(spec) if ".properties." in p and p.count(".") and
-                    "type" in n and "description" not in n and not p.endswith(("items", "additionalProperties"))]
+    undocumented = [
+        p
+        for p, n in _walk(spec)
+        if ".properties." in p
+        and p.count(".")
+        and "type" in n
+        and "description" not in n
+        and not p.endswith(("items", "additionalProperties"))
+    ]
     assert not [p for p in undocumented if "counts" not in p and "facts" not in p], undocumented

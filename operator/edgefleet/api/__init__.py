@@ -11,8 +11,16 @@ from edgefleet.api.inferencemodel import InferenceModel
 from edgefleet.api.meta import API_VERSION, GROUP, VERSION, ApiModel
 from edgefleet.api.rollout import Rollout
 
-__all__ = ["API_VERSION", "GROUP", "KIND_MODELS", "VERSION", "ApiModel", "EdgeDevice",
-           "InferenceModel", "Rollout"]
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KIND_MODELS",
+    "VERSION",
+    "ApiModel",
+    "EdgeDevice",
+    "InferenceModel",
+    "Rollout",
+]
 
 #: Kind name → model.
 KIND_MODELS: dict[str, type[ApiModel]] = {

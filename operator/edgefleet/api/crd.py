@@ -3,7 +3,8 @@
 pydantic emits JSON Schema 2020-12; a CRD needs a *structural* OpenAPI v3.0 schema.
 :func:`structural` converts one into the other: ``$ref`` inlined, ``Optional[X]``
 collapsed to ``X``, ``const`` to a one-value ``enum``, numeric ``exclusiveMinimum``
-to the boolean form, ``propertyNames``/``patternProperties`` key patterns to CEL, titles dropped, and CEL
+to the boolean form, ``propertyNames``/``patternProperties`` key patterns to CEL,
+titles dropped, and CEL
 rules (``x-kubernetes-validations``) carried over. ``make verify`` regenerates the
 files and fails on any difference.
 """
@@ -40,7 +41,9 @@ class KindInfo:
     columns: tuple[dict[str, Any], ...]
 
 
-def _col(name: str, path: str, type_: str = "string", priority: int = 0, **extra: str) -> dict[str, Any]:
+def _col(
+    name: str, path: str, type_: str = "string", priority: int = 0, **extra: str
+) -> dict[str, Any]:
     col: dict[str, Any] = {"name": name, "type": type_, "jsonPath": path, **extra}
     if priority:
         col["priority"] = priority
@@ -53,7 +56,11 @@ _REASON_COL = _col("Reason", f"{_READY}.reason")
 
 KINDS: tuple[KindInfo, ...] = (
     KindInfo(
-        InferenceModel, "InferenceModel", "inferencemodels", "inferencemodel", ("efmodel", "efim"),
+        InferenceModel,
+        "InferenceModel",
+        "inferencemodels",
+        "inferencemodel",
+        ("efmodel", "efim"),
         (
             _col("Version", ".spec.version"),
             _col("Platforms", ".spec.platforms"),
@@ -64,7 +71,11 @@ KINDS: tuple[KindInfo, ...] = (
         ),
     ),
     KindInfo(
-        EdgeDevice, "EdgeDevice", "edgedevices", "edgedevice", ("efdev", "edgedev"),
+        EdgeDevice,
+        "EdgeDevice",
+        "edgedevices",
+        "edgedevice",
+        ("efdev", "edgedev"),
         (
             _col("Platform", ".spec.platform"),
             _col("Site", ".metadata.labels.edgefleet\\.io/site"),
@@ -77,7 +88,11 @@ KINDS: tuple[KindInfo, ...] = (
         ),
     ),
     KindInfo(
-        Rollout, "Rollout", "rollouts", "rollout", ("efro", "efrollout"),
+        Rollout,
+        "Rollout",
+        "rollouts",
+        "rollout",
+        ("efro", "efrollout"),
         (
             _col("Model", ".spec.model.name"),
             _col("Version", ".spec.model.version"),
@@ -143,12 +158,16 @@ def _convert(node: Any) -> Any:
         if key in ("propertyNames", "patternProperties"):
             # Structural schemas cannot constrain map keys: a CEL rule does.
             if key == "patternProperties":
-                (pattern, value_schema), = value.items()
+                ((pattern, value_schema),) = value.items()
                 out["additionalProperties"] = _convert(value_schema)
             else:
                 pattern = value["pattern"]
-            rules.append({"rule": f"self.all(k, k.matches({json.dumps(pattern)}))",
-                          "message": f"keys must match {pattern}"})
+            rules.append(
+                {
+                    "rule": f"self.all(k, k.matches({json.dumps(pattern)}))",
+                    "message": f"keys must match {pattern}",
+                }
+            )
             continue
         if key == "properties":
             out[key] = {name: _convert(sub) for name, sub in value.items()}

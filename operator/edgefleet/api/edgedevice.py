@@ -86,7 +86,8 @@ class EdgeDeviceStatus(ApiModel):
     observed_generation: int | None = Field(default=None, ge=0)
     """The generation the status describes."""
     conditions: list[Condition] = Field(
-        default_factory=list, max_length=16,
+        default_factory=list,
+        max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     """Enrolled, Online, Ready, UpdateFailed, Reconciling, Stalled."""

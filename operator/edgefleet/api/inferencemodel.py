@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field
 
 from edgefleet.api.meta import (
     API_VERSION,
@@ -167,7 +167,8 @@ class InferenceModelStatus(ApiModel):
     observed_generation: int | None = Field(default=None, ge=0)
     """The generation the status describes."""
     conditions: list[Condition] = Field(
-        default_factory=list, max_length=16,
+        default_factory=list,
+        max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     """Built, Signed, Ready, Reconciling, Stalled."""

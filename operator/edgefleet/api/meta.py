@@ -13,16 +13,26 @@ property test over generated objects holds them to that).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 __all__ = [
     "API_VERSION",
     "DNS_LABEL",
     "DURATION",
     "GROUP",
+    "PLATFORMS",
     "VERSION",
     "ApiModel",
     "Condition",
@@ -35,14 +45,13 @@ __all__ = [
     "ObjectMeta",
     "Platform",
     "PlatformSet",
-    "PLATFORMS",
     "cel",
     "parse_duration",
 ]
 
 GROUP = "edgefleet.io"
 VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+API_VERSION: Final = "edgefleet.io/v1alpha1"
 
 #: The platforms edgefleet builds images for, in OCI ``os/arch[/variant]`` form.
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
@@ -86,9 +95,9 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
-def cel(rule: str, message: str, *, field_path: str | None = None) -> dict[str, str]:
+def cel(rule: str, message: str, *, field_path: str | None = None) -> JsonDict:
     """One ``x-kubernetes-validations`` entry (the Python twin is written by hand)."""
-    entry = {"rule": rule, "message": message}
+    entry: JsonDict = {"rule": rule, "message": message}
     if field_path:
         entry["fieldPath"] = field_path
     return entry
@@ -105,6 +114,15 @@ class ApiModel(BaseModel):
         validate_default=True,
         strict=True,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        # The API server prunes null values of non-nullable fields before it
+        # validates; treat them the same way so both sides agree.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
     def wire(self) -> dict[str, Any]:
         """The object as it goes to the API server: camelCase, no unset/None fields."""
@@ -161,7 +179,10 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 class Condition(ApiModel):
     """One observation of the object's state, in the shape of ``metav1.Condition``."""
 
-    type: str = Field(max_length=316, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$")
+    type: str = Field(
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+    )
     """Type of condition in CamelCase, e.g. Ready, Built, Online."""
     status: ConditionStatus
     """Status of the condition: True, False or Unknown."""
@@ -169,7 +190,9 @@ class Condition(ApiModel):
     """The .metadata.generation the condition was set for."""
     last_transition_time: str = Field(max_length=64)
     """When the condition last changed status (RFC 3339)."""
-    reason: str = Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    reason: str = Field(
+        min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+    )
     """Machine-readable CamelCase reason for the last transition."""
     message: str = Field(default="", max_length=32768)
     """Human-readable details of the transition."""
@@ -184,7 +207,8 @@ class LabelSelectorRequirement(ApiModel):
                 cel(
                     "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0)"
                     " : (!has(self.values) || size(self.values) == 0)",
-                    "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
+                    "values must be non-empty for In and NotIn,"
+                    " and empty for Exists and DoesNotExist",
                 )
             ]
         }
@@ -194,7 +218,9 @@ class LabelSelectorRequirement(ApiModel):
     """The label key the selector applies to."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     """How the key relates to the values."""
-    values: list[Annotated[str, StringConstraints(max_length=63)]] = Field(default_factory=list, max_length=64)
+    values: list[Annotated[str, StringConstraints(max_length=63)]] = Field(
+        default_factory=list, max_length=64
+    )
     """Values for In and NotIn; empty for Exists and DoesNotExist."""
 
     def model_post_init(self, context: Any, /) -> None:
@@ -205,7 +231,10 @@ class LabelSelectorRequirement(ApiModel):
 
 
 ConfigValues = Annotated[
-    dict[Annotated[str, StringConstraints(pattern=_CONFIG_KEY)], Annotated[str, StringConstraints(max_length=4096)]],
+    dict[
+        Annotated[str, StringConstraints(pattern=_CONFIG_KEY)],
+        Annotated[str, StringConstraints(max_length=4096)],
+    ],
     Field(max_length=64),
 ]
 

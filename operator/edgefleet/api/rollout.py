@@ -7,6 +7,7 @@ The kind is ``Rollout`` in group ``edgefleet.io``; Argo Rollouts also has a kind
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
@@ -62,7 +63,10 @@ class CanaryStep(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("has(self.setWeight) != has(self.pause)", "a step is exactly one of setWeight or pause")
+                cel(
+                    "has(self.setWeight) != has(self.pause)",
+                    "a step is exactly one of setWeight or pause",
+                )
             ]
         }
     )
@@ -89,7 +93,8 @@ class CanaryStrategy(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    f"{_WEIGHTS}.isSorted() && {_WEIGHTS}.all(w, {_WEIGHTS}.filter(x, x == w).size() == 1)",
+                    f"{_WEIGHTS}.isSorted()"
+                    f" && {_WEIGHTS}.all(w, {_WEIGHTS}.filter(x, x == w).size() == 1)",
                     "setWeight values must be strictly increasing",
                 )
             ]
@@ -99,7 +104,7 @@ class CanaryStrategy(ApiModel):
 
     def model_post_init(self, context: Any, /) -> None:
         weights = [s.set_weight for s in self.steps if s.set_weight is not None]
-        if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(weights)):
             raise ValueError("setWeight values must be strictly increasing")
 
 
@@ -120,7 +125,7 @@ class RolloutSpec(ApiModel):
     selector: LabelSelector
     """Which EdgeDevices (in this namespace) take part; must not be empty."""
     canary: CanaryStrategy | None = None
-    """Canary steps; without them all selected devices update at once (bounded by maxUnavailable)."""
+    """Canary steps; without them all selected devices update, maxUnavailable at a time."""
     max_unavailable: Annotated[str, Field(pattern=INT_OR_PERCENT)] = "25%"
     """Devices that may be updating at once: a count or a percentage."""
     failure_threshold: Annotated[str, Field(pattern=INT_OR_PERCENT)] = "10%"
@@ -161,7 +166,8 @@ class RolloutStatus(ApiModel):
     observed_generation: int | None = Field(default=None, ge=0)
     """The generation the status describes."""
     conditions: list[Condition] = Field(
-        default_factory=list, max_length=16,
+        default_factory=list,
+        max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     """Progressing, Healthy, Ready, Reconciling, Stalled."""

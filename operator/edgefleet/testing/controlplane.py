@@ -88,12 +88,18 @@ def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "edgefleet-local", "cluster": {
-                "server": server, "certificate-authority": str(ca)}}],
-            "users": [{"name": user, "user": {
-                "client-certificate": str(cert), "client-key": str(key)}}],
-            "contexts": [{"name": "edgefleet-local", "context": {
-                "cluster": "edgefleet-local", "user": user}}],
+            "clusters": [
+                {
+                    "name": "edgefleet-local",
+                    "cluster": {"server": server, "certificate-authority": str(ca)},
+                }
+            ],
+            "users": [
+                {"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}
+            ],
+            "contexts": [
+                {"name": "edgefleet-local", "context": {"cluster": "edgefleet-local", "user": user}}
+            ],
             "current-context": "edgefleet-local",
         }
     )
@@ -102,8 +108,14 @@ def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
 class ControlPlane:
     """etcd, kube-apiserver and (optionally) kube-controller-manager on loopback."""
 
-    def __init__(self, *, tools: Tools | None = None, controller_manager: bool = True,
-                 keep_dir: bool = False, startup_timeout: float = 90.0) -> None:
+    def __init__(
+        self,
+        *,
+        tools: Tools | None = None,
+        controller_manager: bool = True,
+        keep_dir: bool = False,
+        startup_timeout: float = 90.0,
+    ) -> None:
         self.tools = tools or find_tools()
         self.dir = Path(tempfile.mkdtemp(prefix="edgefleet-cp-"))
         self.dir.chmod(0o700)
@@ -124,8 +136,12 @@ class ControlPlane:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -158,18 +174,30 @@ class ControlPlane:
     def _write_pki(self) -> None:
         ca = CertificateAuthority("edgefleet-local-ca")
         ca.write(self.dir)
-        ca.issue("kube-apiserver", server=True, ip_addresses=("127.0.0.1",),
-                 dns_names=("localhost", "kubernetes", "kubernetes.default",
-                            "kubernetes.default.svc")).write(self.dir, "apiserver")
+        ca.issue(
+            "kube-apiserver",
+            server=True,
+            ip_addresses=("127.0.0.1",),
+            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+        ).write(self.dir, "apiserver")
         ca.issue("edgefleet-admin", organizations=("system:masters",), client=True).write(
-            self.dir, "admin")
+            self.dir, "admin"
+        )
         ca.issue("system:kube-controller-manager", client=True).write(self.dir, "kcm")
         sa_key = ec.generate_private_key(ec.SECP256R1())
-        write_private(self.dir / "sa.key", sa_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-        (self.dir / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        write_private(
+            self.dir / "sa.key",
+            sa_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        (self.dir / "sa.pub").write_bytes(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
 
     def _spawn(self, name: str, argv: list[str]) -> Service:
         service = Service(name, argv, self.dir / f"{name}.log")
@@ -181,56 +209,84 @@ class ControlPlane:
         client_port, peer_port, self.port = free_port(), free_port(), free_port()
         shutil.rmtree(d / "etcd-data", ignore_errors=True)
         etcd_url = f"http://127.0.0.1:{client_port}"
-        etcd = self._spawn("etcd", [
-            self.tools.etcd, "--name=default", f"--data-dir={d / 'etcd-data'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
-            "--unsafe-no-fsync", "--log-level=warn",
-        ])
-        apiserver = self._spawn("kube-apiserver", [
-            self.tools.kube_apiserver,
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={self.port}", f"--cert-dir={d / 'apiserver-certs'}",
-            f"--tls-cert-file={d / 'apiserver.crt'}", f"--tls-private-key-file={d / 'apiserver.key'}",
-            f"--client-ca-file={d / 'ca.crt'}",
-            f"--service-account-key-file={d / 'sa.pub'}",
-            f"--service-account-signing-key-file={d / 'sa.key'}",
-            f"--service-account-issuer=https://127.0.0.1:{self.port}",
-            "--service-cluster-ip-range=10.96.0.0/24",
-            "--authorization-mode=RBAC",
-            "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount",
-            "--endpoint-reconciler-type=none",
-        ])
+        etcd = self._spawn(
+            "etcd",
+            [
+                self.tools.etcd,
+                "--name=default",
+                f"--data-dir={d / 'etcd-data'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                self.tools.kube_apiserver,
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.port}",
+                f"--cert-dir={d / 'apiserver-certs'}",
+                f"--tls-cert-file={d / 'apiserver.crt'}",
+                f"--tls-private-key-file={d / 'apiserver.key'}",
+                f"--client-ca-file={d / 'ca.crt'}",
+                f"--service-account-key-file={d / 'sa.pub'}",
+                f"--service-account-signing-key-file={d / 'sa.key'}",
+                f"--service-account-issuer=https://127.0.0.1:{self.port}",
+                "--service-cluster-ip-range=10.96.0.0/24",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                "--disable-admission-plugins=ServiceAccount",
+                "--endpoint-reconciler-type=none",
+            ],
+        )
         alive = _all_alive(etcd, apiserver)
         wait_until(self._ready, timeout=self._timeout, what="kube-apiserver /readyz", alive=alive)
-        self.kubeconfig.write_text(_kubeconfig(self.url, d / "ca.crt", d / "admin.crt",
-                                               d / "admin.key", "edgefleet-admin"))
+        self.kubeconfig.write_text(
+            _kubeconfig(self.url, d / "ca.crt", d / "admin.crt", d / "admin.key", "edgefleet-admin")
+        )
         if self._with_kcm:
             self._start_controller_manager()
 
     def _start_controller_manager(self) -> None:
         d = self.dir
         kc = d / "kcm.kubeconfig"
-        kc.write_text(_kubeconfig(self.url, d / "ca.crt", d / "kcm.crt", d / "kcm.key",
-                                  "system:kube-controller-manager"))
-        kcm = self._spawn("kube-controller-manager", [
-            self.tools.kube_controller_manager,
-            f"--kubeconfig={kc}",
-            "--controllers=garbage-collector-controller,namespace-controller",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-            f"--cert-dir={d / 'kcm-certs'}",
-            "--use-service-account-credentials=false",
-        ])
+        kc.write_text(
+            _kubeconfig(
+                self.url,
+                d / "ca.crt",
+                d / "kcm.crt",
+                d / "kcm.key",
+                "system:kube-controller-manager",
+            )
+        )
+        kcm = self._spawn(
+            "kube-controller-manager",
+            [
+                self.tools.kube_controller_manager,
+                f"--kubeconfig={kc}",
+                "--controllers=garbage-collector-controller,namespace-controller",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                f"--cert-dir={d / 'kcm-certs'}",
+                "--use-service-account-credentials=false",
+            ],
+        )
         # The controller-manager has no readiness endpoint worth trusting without
         # delegated auth; it is up when its log shows the controllers started.
-        wait_until(lambda: "Started" in kcm.log_tail(400) or "Starting" in kcm.log_tail(400),
-                   timeout=self._timeout, what="kube-controller-manager to start",
-                   alive=kcm.check_alive)
+        wait_until(
+            lambda: "Started" in kcm.log_tail(400) or "Starting" in kcm.log_tail(400),
+            timeout=self._timeout,
+            what="kube-controller-manager to start",
+            alive=kcm.check_alive,
+        )
 
     def _ready(self) -> bool:
         ctx = ssl.create_default_context(cafile=str(self.dir / "ca.crt"))
@@ -241,12 +297,17 @@ class ControlPlane:
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return False
 
-    def kubectl(self, *args: str, input_text: str | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input_text: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run the pinned kubectl against this control plane."""
         return subprocess.run(
             [self.tools.kubectl, f"--kubeconfig={self.kubeconfig}", *args],
-            input=input_text, capture_output=True, text=True, check=check, timeout=120,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
         )
 
 
@@ -254,4 +315,5 @@ def _all_alive(*services: Service) -> Callable[[], None]:
     def check() -> None:
         for s in services:
             s.check_alive()
+
     return check

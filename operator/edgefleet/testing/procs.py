@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["ServiceError", "Service", "free_port", "wait_until"]
+__all__ = ["Service", "ServiceError", "free_port", "wait_until"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -71,8 +71,14 @@ def wait_until(
 class Service:
     """One child process with its own log file."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path,
-                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -84,7 +90,7 @@ class Service:
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads hold locks we need
+            preexec_fn=_die_with_parent,
         )
 
     def log_tail(self, lines: int = 40) -> str:
