@@ -61,6 +61,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(_args: argparse.Namespace) -> int:
+    from edgefleet.handlers import operator  # noqa: PLC0415 - kopf loads only when needed
+
+    try:
+        cfg = operator.OperatorConfig.from_env()
+    except operator.ConfigError as exc:
+        log.error("invalid configuration", error=str(exc))
+        return 2
+    operator.run(cfg)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edgefleet", description=__doc__)
     parser.add_argument(
@@ -75,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         help="keep running until Ctrl-C (default: when on a terminal)",
     )
     demo.set_defaults(func=_demo)
+    op = sub.add_parser("operator", help="run the operator (configured by EDGEFLEET_* variables)")
+    op.set_defaults(func=_operator)
     args = parser.parse_args(argv)
     logs.configure(json=args.json_logs)
     result: int = args.func(args)

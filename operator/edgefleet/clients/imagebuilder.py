@@ -1,0 +1,257 @@
+"""Builds, pushes and signs the images of one InferenceModel, without a Docker daemon.
+
+For each target platform: take the base image for that platform from a multi-arch
+index in the registry, add the runtime layer (platform wheels + the inference
+server, cached on disk by its inputs) and the model layer, write config and manifest
+(:mod:`edgefleet.domain.modelimage`), push only the blobs the registry lacks, sign
+the manifest; then push and sign the image index. Every failure is a
+:class:`BuildError` with a condition reason and a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edgefleet.api.conditions import Reason
+from edgefleet.api.inferencemodel import InferenceModelSpec
+from edgefleet.clients import modelsource, signer, wheels
+from edgefleet.clients.registry import RegistryClient
+from edgefleet.clients.registry_errors import RegistryError
+from edgefleet.domain import modelimage, oci, runtime_pins
+
+__all__ = ["BuildError", "BuildResult", "BuilderSettings", "ImageBuilder", "PlatformImage"]
+
+Progress = Callable[[str], None]
+
+
+class BuildError(Exception):
+    """A build that failed; ``reason`` is the condition reason, ``permanent`` means
+    only a change of the spec (or of the registry's content) can help."""
+
+    def __init__(self, reason: str, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class BuilderSettings:
+    """Where images go and where the builder keeps its caches."""
+
+    cache_dir: Path
+    repository_prefix: str = "edgefleet/models"
+    base_repository: str = "edgefleet/base"
+    base_reference: str = "bookworm"
+    max_model_bytes: int = modelsource.DEFAULT_MAX_MODEL_BYTES
+    max_concurrent_builds: int = 2
+
+
+@dataclass(frozen=True)
+class PlatformImage:
+    platform: str
+    digest: str
+    size_bytes: int
+    model_layer_bytes: int
+    build_seconds: float
+    signature: str
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    repository: str
+    index_digest: str
+    index_signature: str
+    images: tuple[PlatformImage, ...]
+    weights_sha256: str
+    bytes_uploaded: int
+    blobs_uploaded: list[str] = field(default_factory=list)
+
+
+class ImageBuilder:
+    """Turns an InferenceModel spec into signed images in one registry."""
+
+    def __init__(
+        self,
+        registry: RegistryClient,
+        signing_key: ec.EllipticCurvePrivateKey,
+        settings: BuilderSettings,
+        *,
+        http: httpx.Client,
+        registry_for: Callable[[str], RegistryClient] | None = None,
+    ) -> None:
+        self._registry = registry
+        self._key = signing_key
+        self._settings = settings
+        self._http = http
+        self._registry_for = registry_for or self._only_our_registry
+        self._slots = threading.BoundedSemaphore(settings.max_concurrent_builds)
+        self._layer_lock = threading.Lock()
+
+    def _only_our_registry(self, host: str) -> RegistryClient:
+        if host != self._registry.host:
+            raise modelsource.ModelSourceError(
+                f"OCI model sources must be in the operator's registry {self._registry.host},"
+                f" not {host}"
+            )
+        return self._registry
+
+    # -- planning ----------------------------------------------------------------------
+    def _base_index(self) -> tuple[oci.ImageIndex, str]:
+        repo, ref = self._settings.base_repository, self._settings.base_reference
+        try:
+            data, media_type, digest = self._registry.get_manifest(repo, ref)
+            return oci.parse_index(data, media_type, expected_digest=digest), digest
+        except (RegistryError, oci.OCIError) as exc:
+            raise BuildError(Reason.REGISTRY_ERROR,
+                             f"cannot read the base image index {repo}:{ref}: {exc}",
+                             permanent=False) from exc
+
+    def build_key(self, spec: InferenceModelSpec) -> str:
+        """The cache key of a build of ``spec`` (cheap: reads only the base index)."""
+        runtimes: dict[str, str] = {p: _runtime(p).cache_key() for p in spec.platforms}
+        _, base_digest = self._base_index()
+        return modelimage.build_key(spec.wire(), base_index=base_digest, runtime_keys=runtimes,
+                                    serving_sources=wheels.serving_sources())
+
+    # -- building ----------------------------------------------------------------------
+    def build(self, namespace: str, name: str, spec: InferenceModelSpec,
+              progress: Progress | None = None) -> BuildResult:
+        """Build, push and sign every platform's image and the index."""
+        say = progress or (lambda _m: None)
+        for platform in spec.platforms:
+            _runtime(platform)  # fail before any download for an unsupported platform
+        for opt in spec.optimizations:
+            if opt.quantization != "None":
+                raise BuildError(Reason.INVALID_SPEC,
+                                 f"{opt.quantization} quantisation is not implemented yet;"
+                                 " remove it from spec.optimizations", permanent=True)
+        with self._slots:
+            return self._build(namespace, name, spec, say)
+
+    def _build(self, namespace: str, name: str, spec: InferenceModelSpec,
+               say: Progress) -> BuildResult:
+        before = self._registry.snapshot()
+        weights, sha = self._weights(spec)
+        say(f"weights {sha[:12]} ({len(weights)} bytes)")
+        model = modelimage.model_layer(weights)
+        source = spec.source.url.url if spec.source.url else spec.source.oci.reference  # type: ignore[union-attr]
+        meta = modelimage.ModelMeta(namespace, name, spec.version, sha, source,
+                                    threads=spec.runtime.threads)
+        repo = modelimage.repository_for(self._settings.repository_prefix, namespace, name)
+        index, _ = self._base_index()
+        images: list[PlatformImage] = []
+        entries: list[tuple[oci.Descriptor, oci.Platform]] = []
+        try:
+            for platform in spec.platforms:
+                image, desc = self._build_platform(repo, platform, index, model, meta, say)
+                images.append(image)
+                entries.append((desc, oci.Platform.parse(platform)))
+            index_blob = oci.image_index(entries, annotations={
+                "org.opencontainers.image.title": name,
+                "org.opencontainers.image.version": spec.version})
+            self._registry.put_manifest(repo, index_blob.digest, index_blob)
+            self._registry.put_manifest(repo, spec.version, index_blob)
+            signed = signer.sign_and_push(self._registry, repo, index_blob.digest, self._key)
+        except RegistryError as exc:
+            raise BuildError(Reason.REGISTRY_ERROR, f"registry {self._registry.host}: {exc}",
+                             permanent=False) from exc
+        say(f"index {repo}@{index_blob.digest} signed")
+        after = self._registry.snapshot()
+        return BuildResult(
+            repository=f"{self._registry.host}/{repo}",
+            index_digest=index_blob.digest,
+            index_signature=f"{self._registry.host}/{repo}:{signed.tag}",
+            images=tuple(images),
+            weights_sha256=sha,
+            bytes_uploaded=after.bytes_uploaded - before.bytes_uploaded,
+            blobs_uploaded=after.uploaded_digests[len(before.uploaded_digests):],
+        )
+
+    def _weights(self, spec: InferenceModelSpec) -> tuple[bytes, str]:
+        try:
+            return modelsource.fetch_model(
+                spec.source, self._settings.cache_dir / "models", http=self._http,
+                registry_for=self._registry_for, max_bytes=self._settings.max_model_bytes)
+        except modelsource.SourceDigestMismatch as exc:
+            raise BuildError(Reason.SOURCE_DIGEST_MISMATCH, str(exc), permanent=True) from exc
+        except modelsource.ModelSourceError as exc:
+            raise BuildError(Reason.SOURCE_UNAVAILABLE, str(exc), permanent=False) from exc
+
+    def _build_platform(self, repo: str, platform: str, index: oci.ImageIndex, model: oci.Layer,
+                        meta: modelimage.ModelMeta,
+                        say: Progress) -> tuple[PlatformImage, oci.Descriptor]:
+        start = time.monotonic()
+        base_repo = self._settings.base_repository
+        try:
+            base_desc = index.find(oci.Platform.parse(platform))
+            data, media_type, _ = self._registry.get_manifest(base_repo, base_desc.digest)
+            base = oci.parse_manifest(data, media_type, expected_digest=base_desc.digest)
+            base_config = oci.parse_config(self._registry.get_blob(base_repo, base.config.digest),
+                                           expected_digest=base.config.digest)
+        except oci.OCIError as exc:
+            raise BuildError(Reason.BUILD_FAILED, f"base image for {platform}: {exc}",
+                             permanent=False) from exc
+        runtime = self._runtime_layer(platform)
+        parts = modelimage.assemble(base_config, base.layers, runtime, model, meta)
+        for layer in base.layers:
+            self._copy_blob(base_repo, repo, layer)
+        for blob in (runtime.blob, model.blob, parts.config):
+            self._registry.push_blob(repo, blob)
+        self._registry.put_manifest(repo, parts.manifest.digest, parts.manifest)
+        signed = signer.sign_and_push(self._registry, repo, parts.manifest.digest, self._key)
+        seconds = time.monotonic() - start
+        size = sum(d.size for d in base.layers) + runtime.blob.size + model.blob.size
+        say(f"{platform}: {repo}@{parts.manifest.digest} ({size} bytes) in {seconds:.1f}s")
+        image = PlatformImage(platform, parts.manifest.digest, size, model.blob.size,
+                              round(seconds, 3), f"{self._registry.host}/{repo}:{signed.tag}")
+        return image, parts.manifest.descriptor()
+
+    def _copy_blob(self, source_repo: str, repo: str, desc: oci.Descriptor) -> None:
+        """Give ``repo`` a base layer: nothing if present, a mount, else a copy."""
+        if self._registry.has_blob(repo, desc.digest):
+            return
+        if self._registry.mount_blob(repo, desc.digest, source_repo):
+            return
+        data = self._registry.get_blob(source_repo, desc.digest)
+        self._registry.push_blob(repo, oci.Blob(data, desc.media_type))
+
+    def _runtime_layer(self, platform: str) -> oci.Layer:
+        """The runtime layer of ``platform``, built once per input set and kept on disk."""
+        runtime = _runtime(platform)
+        sources = wheels.serving_sources()
+        key = modelimage.build_key({}, base_index="", runtime_keys={platform: runtime.cache_key()},
+                                   serving_sources=sources).removeprefix("sha256:")[:32]
+        directory = self._settings.cache_dir / "runtime-layers"
+        blob_path, meta_path = directory / f"{key}.tar.gz", directory / f"{key}.json"
+        with self._layer_lock:
+            if blob_path.is_file() and meta_path.is_file():
+                meta = json.loads(meta_path.read_text())
+                blob = oci.Blob(blob_path.read_bytes(), oci.OCI_LAYER_GZIP)
+                if blob.digest == meta["digest"]:
+                    return oci.Layer(blob, meta["diff_id"], meta["uncompressed_size"])
+            entries = wheels.runtime_layer_entries(platform, self._settings.cache_dir / "wheels")
+            layer = oci.build_layer(entries)
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = blob_path.with_suffix(".part")
+            tmp.write_bytes(layer.blob.data)
+            tmp.replace(blob_path)
+            meta_path.write_text(json.dumps({"digest": layer.blob.digest,
+                                             "diff_id": layer.diff_id,
+                                             "uncompressed_size": layer.uncompressed_size}))
+            return layer
+
+
+def _runtime(platform: str) -> runtime_pins.RuntimePins:
+    found = runtime_pins.runtime_for(platform)
+    if isinstance(found, runtime_pins.UnsupportedPlatform):
+        raise BuildError(Reason.UNSUPPORTED_PLATFORM, found.message, permanent=True)
+    return found

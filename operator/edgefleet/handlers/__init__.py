@@ -1,0 +1,1 @@
+"""kopf handlers: thin adapters from Kubernetes events to the reconcile functions."""
