@@ -60,7 +60,7 @@ class ModelReconciler:
             if model.status is not None and model.status.observed_generation != generation:
                 self._write_status(ns, name, model.status.model_copy(
                     update={"observed_generation": generation}))
-            bound.debug("up to date", build_key=key)
+            bound.info("up to date", build_key=key)
             return
         self._write_status(ns, name, modelstatus.building(model.status, generation=generation,
                                                           build_key=key))

@@ -107,6 +107,12 @@ def build_registry(cfg: OperatorConfig, api: client.ApiClient) -> kopf.OperatorR
     kopf_registry = kopf.OperatorRegistry()
     inferencemodel.register(kopf_registry, inferencemodel.ModelReconciler(builder, objects))
 
+    @kopf.on.login(registry=kopf_registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same credentials as the kubernetes client: in-cluster or kubeconfig.
+        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        return info
+
     @kopf.on.startup(registry=kopf_registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Progress lives in annotations: the CRD schemas are strict and have no

@@ -1,0 +1,361 @@
+"""A client for the OCI distribution API (push, pull, mount, tags) over httpx.
+
+The only code that talks to OCI registries. Blobs are pushed only when the registry
+does not have them (HEAD first), mounted from another repository when one is named,
+otherwise uploaded in one PUT or, when large, in PATCH chunks; the digests the
+registry reports are checked. Everything read is size-bounded and digest-verified.
+:class:`TransferStats` counts bytes uploaded and blobs skipped or mounted, so
+callers (and tests) can prove that a weights-only rebuild sent only the new layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+
+from edgefleet.clients import registry_model, registry_transport
+from edgefleet.clients.registry_errors import (
+    BlobTooLargeError,
+    DigestMismatchError,
+    RegistryAuthError,
+    RegistryError,
+)
+from edgefleet.clients.registry_model import PushOutcome, TransferStats
+from edgefleet.domain import oci
+
+__all__ = [
+    "DEFAULT_ACCEPT",
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MAX_BLOB_SIZE",
+    "BlobTooLargeError",
+    "DigestMismatchError",
+    "PushOutcome",
+    "RegistryAuthError",
+    "RegistryClient",
+    "RegistryError",
+    "TransferStats",
+]
+
+DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
+DEFAULT_MAX_BLOB_SIZE = 8 * 1024**3
+DEFAULT_ACCEPT = (oci.OCI_MANIFEST, oci.OCI_INDEX, oci.DOCKER_MANIFEST, oci.DOCKER_MANIFEST_LIST)
+_MAX_TAG_PAGES = 1000
+
+
+def _media_type(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", "")).split(";")[0].strip()
+
+
+class RegistryClient:
+    """A synchronous OCI distribution client for one registry; thread-safe."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        ca_bundle: str | Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 60.0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        self._transport = registry_transport.RegistryTransport(
+            base_url,
+            ca_bundle=ca_bundle,
+            username=username,
+            password=password,
+            transport=transport,
+            timeout=timeout,
+        )
+        self._call = self._transport.call
+        self._chunk_size = chunk_size
+        self._lock = threading.Lock()
+        self.stats = TransferStats()
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({str(self._transport.base)!r})"
+
+    @property
+    def host(self) -> str:
+        """``host[:port]`` of the registry, as used in image references."""
+        base = self._transport.base
+        return f"{base.host}:{base.port}" if base.port else base.host
+
+    def snapshot(self) -> TransferStats:
+        """A copy of the counters, to compare before and after an operation."""
+        with self._lock:
+            return replace(self.stats, uploaded_digests=list(self.stats.uploaded_digests))
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _count(self, **increments: int) -> None:
+        with self._lock:
+            for name, value in increments.items():
+                setattr(self.stats, name, getattr(self.stats, name) + value)
+
+    # -- blobs -------------------------------------------------------------------
+
+    def _head_blob(self, repo: str, digest: str, scopes: Sequence[str]) -> bool:
+        response, _ = self._call(
+            "HEAD",
+            registry_model.blob_path(repo, digest),
+            scopes=scopes,
+            operation=f"HEAD blob {repo}@{digest}",
+            ok=(200, 404),
+        )
+        return response.status_code == 200
+
+    def has_blob(self, repo: str, digest: str) -> bool:
+        """Whether ``repo`` has the blob ``digest``."""
+        return self._head_blob(repo, digest, registry_model.scopes(repo))
+
+    def _check_reported(self, response: httpx.Response, digest: str, operation: str) -> None:
+        reported = response.headers.get("docker-content-digest")
+        if reported is not None and reported != digest:
+            raise DigestMismatchError(
+                f"registry reports digest {reported}, we sent {digest}", operation=operation
+            )
+
+    def push_blob(self, repo: str, blob: oci.Blob, mount_from: str | None = None) -> PushOutcome:
+        """Make ``repo`` hold ``blob``: skip if present, else mount or upload it."""
+        mount_from = None if mount_from == repo else mount_from
+        scopes = registry_model.scopes(repo, push=True, mount_from=mount_from)
+        operation = f"push blob {repo}@{blob.digest}"
+        if self._head_blob(repo, blob.digest, scopes):
+            self._count(blobs_skipped=1)
+            return PushOutcome.SKIPPED
+        params = (
+            {}
+            if mount_from is None
+            else {"mount": blob.digest, "from": registry_model.check_repo(mount_from)}
+        )
+        response, _ = self._call(
+            "POST",
+            f"v2/{registry_model.check_repo(repo)}/blobs/uploads/",
+            scopes=scopes,
+            operation=operation,
+            ok=(201, 202) if mount_from else (202,),
+            params=params,
+            headers={"Content-Length": "0"},
+        )
+        if response.status_code == 201:
+            self._check_reported(response, blob.digest, operation)
+            self._count(blobs_mounted=1)
+            return PushOutcome.MOUNTED
+        self._upload(response, blob, scopes, operation)
+        with self._lock:
+            self.stats.blobs_uploaded += 1
+            self.stats.uploaded_digests.append(blob.digest)
+        return PushOutcome.UPLOADED
+
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
+        """Cross-repo mount of ``digest`` from ``from_repo``; False if the registry
+        declined (it then opened an upload session, which is cancelled)."""
+        scopes = registry_model.scopes(repo, push=True, mount_from=from_repo)
+        operation = f"mount blob {repo}@{digest} from {from_repo}"
+        response, _ = self._call(
+            "POST",
+            f"v2/{registry_model.check_repo(repo)}/blobs/uploads/",
+            scopes=scopes,
+            operation=operation,
+            ok=(201, 202),
+            params={
+                "mount": oci.check_digest(digest),
+                "from": registry_model.check_repo(from_repo),
+            },
+            headers={"Content-Length": "0"},
+        )
+        if response.status_code == 201:
+            self._check_reported(response, digest, operation)
+            self._count(blobs_mounted=1)
+            return True
+        self._call(
+            "DELETE",
+            self._location(response, operation),
+            scopes=scopes,
+            operation=f"cancel upload {repo}",
+            ok=(204, 404),
+        )
+        return False
+
+    def _location(self, response: httpx.Response, operation: str) -> httpx.URL:
+        location = response.headers.get("location")
+        if not location:
+            raise RegistryError("upload response has no Location", operation=operation)
+        return self._transport.url(location)
+
+    def _upload(
+        self, started: httpx.Response, blob: oci.Blob, scopes: Sequence[str], operation: str
+    ) -> None:
+        location = self._location(started, operation)
+        data = blob.data
+        final = data
+        if len(data) > self._chunk_size:
+            final = b""
+            for start in range(0, len(data), self._chunk_size):
+                chunk = data[start : start + self._chunk_size]
+                response, _ = self._call(
+                    "PATCH",
+                    location,
+                    scopes=scopes,
+                    operation=operation,
+                    ok=(202,),
+                    content=chunk,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{start}-{start + len(chunk) - 1}",
+                    },
+                )
+                self._count(blob_bytes_uploaded=len(chunk))
+                location = self._location(response, operation)
+        response, _ = self._call(
+            "PUT",
+            location,
+            scopes=scopes,
+            operation=operation,
+            ok=(201,),
+            params={"digest": blob.digest},
+            content=final,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        self._count(blob_bytes_uploaded=len(final))
+        self._check_reported(response, blob.digest, operation)
+
+    def get_blob(self, repo: str, digest: str, max_size: int = DEFAULT_MAX_BLOB_SIZE) -> bytes:
+        """Download a blob (at most ``max_size`` bytes) and verify its digest."""
+        operation = f"GET blob {repo}@{digest}"
+        _, body = self._call(
+            "GET",
+            registry_model.blob_path(repo, digest),
+            scopes=registry_model.scopes(repo),
+            operation=operation,
+            ok=(200,),
+            limit=max_size,
+        )
+        self._count(bytes_downloaded=len(body))
+        algorithm, _, expected = digest.partition(":")
+        if hashlib.new(algorithm, body).hexdigest() != expected:
+            raise DigestMismatchError("blob content does not match its digest", operation=operation)
+        return body
+
+    # -- manifests and tags --------------------------------------------------------
+
+    def put_manifest(self, repo: str, reference: str, blob: oci.Blob) -> str:
+        """Push a manifest or index under a tag or its digest; return its digest."""
+        operation = f"PUT manifest {repo}:{reference}"
+        if ":" in registry_model.check_reference(reference) and reference != blob.digest:
+            raise DigestMismatchError(f"manifest digest is {blob.digest}", operation=operation)
+        response, _ = self._call(
+            "PUT",
+            registry_model.manifest_path(repo, reference),
+            scopes=registry_model.scopes(repo, push=True),
+            operation=operation,
+            ok=(200, 201),
+            content=blob.data,
+            headers={"Content-Type": blob.media_type},
+        )
+        self._check_reported(response, blob.digest, operation)
+        self._count(manifests_pushed=1, manifest_bytes_uploaded=blob.size)
+        return blob.digest
+
+    def get_manifest(
+        self, repo: str, reference: str, accept: Iterable[str] = DEFAULT_ACCEPT
+    ) -> tuple[bytes, str, str]:
+        """``(bytes, media type, digest)`` of a manifest or index, digest-verified."""
+        accepted = list(accept)
+        operation = f"GET manifest {repo}:{reference}"
+        response, body = self._call(
+            "GET",
+            registry_model.manifest_path(repo, reference),
+            scopes=registry_model.scopes(repo),
+            operation=operation,
+            ok=(200,),
+            limit=oci.MAX_MANIFEST_SIZE,
+            headers={"Accept": ", ".join(accepted)},
+        )
+        self._count(bytes_downloaded=len(body))
+        digest = sha256 = oci.sha256_digest(body)
+        if ":" in reference:
+            algorithm, _, expected = reference.partition(":")
+            if hashlib.new(algorithm, body).hexdigest() != expected:
+                raise DigestMismatchError("manifest does not match its digest", operation=operation)
+            digest = reference
+        reported = response.headers.get("docker-content-digest", "")
+        if reported.startswith("sha256:") and reported != sha256:
+            raise DigestMismatchError(
+                f"registry reports {reported}, got {digest}", operation=operation
+            )
+        media_type = _media_type(response)
+        if media_type not in accepted:
+            try:
+                body_type = json.loads(body).get("mediaType")
+            except (ValueError, AttributeError):
+                body_type = None
+            if body_type not in accepted:
+                raise RegistryError(
+                    f"registry returned media type {media_type or body_type!r}, not in {accepted}",
+                    operation=operation,
+                )
+            media_type = body_type
+        return body, media_type, digest
+
+    def head_manifest(
+        self, repo: str, reference: str, accept: Iterable[str] = DEFAULT_ACCEPT
+    ) -> oci.Descriptor | None:
+        """The descriptor of a manifest by tag or digest, or None if it does not exist."""
+        response, _ = self._call(
+            "HEAD",
+            registry_model.manifest_path(repo, reference),
+            scopes=registry_model.scopes(repo),
+            operation=f"HEAD manifest {repo}:{reference}",
+            ok=(200, 404),
+            headers={"Accept": ", ".join(accept)},
+        )
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("docker-content-digest") or reference
+        size = response.headers.get("content-length", "")
+        try:
+            return oci.Descriptor(_media_type(response), oci.check_digest(digest), int(size))
+        except (oci.OCIError, ValueError) as exc:
+            raise RegistryError(
+                f"registry did not describe the manifest: {exc}", operation=f"HEAD {reference}"
+            ) from exc
+
+    def list_tags(self, repo: str) -> list[str]:
+        """All tags of ``repo`` (following pagination)."""
+        tags: list[str] = []
+        url: httpx.URL | str = f"v2/{registry_model.check_repo(repo)}/tags/list"
+        for _ in range(_MAX_TAG_PAGES):
+            response, body = self._call(
+                "GET",
+                url,
+                scopes=registry_model.scopes(repo),
+                operation=f"list tags {repo}",
+                ok=(200,),
+                limit=oci.MAX_MANIFEST_SIZE,
+            )
+            try:
+                page = json.loads(body).get("tags") or []
+            except (ValueError, AttributeError) as exc:
+                raise RegistryError("tag list is not JSON", operation=f"list tags {repo}") from exc
+            tags += [t for t in page if isinstance(t, str)]
+            next_link = response.links.get("next", {}).get("url")
+            if not next_link:
+                return tags
+            url = self._transport.url(next_link)
+        raise RegistryError("tag list has too many pages", operation=f"list tags {repo}")
