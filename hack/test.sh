@@ -14,8 +14,17 @@ hack/dockerd.sh start
 step "Python environment (.venv)"
 hack/venv.sh
 
-step "pinned tools (etcd, kube-apiserver, kube-controller-manager, kubectl, helm, cosign)"
+# The Debian base root filesystems (amd64, and arm64 under qemu) and the pinned tools
+# are both slow the first time and cached afterwards; build them side by side.
+step "base root filesystems (amd64, arm64) and pinned tools, in parallel (cached after the first run)"
+rootfs_log=$(mktemp)
+.venv/bin/python -m edgefleet.testing.rootfs build --arch amd64 --arch arm64 >"$rootfs_log" 2>&1 &
+rootfs_pid=$!
 hack/tools.sh ensure
+if ! wait "$rootfs_pid"; then
+  cat "$rootfs_log" >&2; echo "error: building the base root filesystems failed" >&2; exit 1
+fi
+sed 's/^/  [rootfs] /' "$rootfs_log"; rm -f "$rootfs_log"
 
 step "lint: ruff, mypy --strict, import contracts"
 make --no-print-directory lint

@@ -71,8 +71,7 @@ def namespace(crds: ControlPlane) -> Iterator[str]:
 BASE_REPO, BASE_TAG = "edgefleet/base", "bookworm"
 BASE_ARCHES = ("amd64", "arm64")
 
-docker_engine = pytest.fixture(engine.docker_engine_fixture, name="docker_engine",
-                               scope="session")
+docker_engine = pytest.fixture(engine.docker_engine_fixture, name="docker_engine", scope="session")
 registry = pytest.fixture(registry_harness.registry_fixture, name="registry", scope="session")
 
 
@@ -98,7 +97,8 @@ def model_files(tmp_path_factory) -> Iterator[tuple[Path, str]]:
     """A plain HTTP file server on 127.0.0.1 for model weights: (directory, base URL)."""
     directory = tmp_path_factory.mktemp("models")
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory)))
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -123,8 +123,11 @@ def builder_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def builder(registry_client, base_index, signing_key, builder_cache, tmp_path) -> Iterator[ImageBuilder]:
-    settings = BuilderSettings(cache_dir=builder_cache, base_repository=BASE_REPO,
-                               base_reference=BASE_TAG)
+def builder(
+    registry_client, base_index, signing_key, builder_cache, tmp_path
+) -> Iterator[ImageBuilder]:
+    settings = BuilderSettings(
+        cache_dir=builder_cache, base_repository=BASE_REPO, base_reference=BASE_TAG
+    )
     with httpx.Client(timeout=30) as http:
         yield ImageBuilder(registry_client, signing_key, settings, http=http)

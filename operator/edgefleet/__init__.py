@@ -1,0 +1,1 @@
+"""edgefleet: a Kubernetes-native GitOps control plane for ML inference on edge fleets."""

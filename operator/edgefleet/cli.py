@@ -62,7 +62,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _operator(_args: argparse.Namespace) -> int:
-    from edgefleet.handlers import operator  # noqa: PLC0415 - kopf loads only when needed
+    from edgefleet.handlers import operator
 
     try:
         cfg = operator.OperatorConfig.from_env()

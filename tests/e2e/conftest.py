@@ -28,11 +28,18 @@ class OperatorProcess:
 
     def start(self) -> None:
         self.starts += 1
-        self.service = Service("operator", [sys.executable, "-m", "edgefleet.cli", "--json-logs",
-                                            "operator"],
-                               self.log_dir / f"operator-{self.starts}.log", env=self.env)
-        wait_until(lambda: "operator starting" in self.service.log_tail(200), timeout=60,
-                   what="operator start-up", alive=self.service.check_alive)
+        self.service = Service(
+            "operator",
+            [sys.executable, "-m", "edgefleet.cli", "--json-logs", "operator"],
+            self.log_dir / f"operator-{self.starts}.log",
+            env=self.env,
+        )
+        wait_until(
+            lambda: "operator starting" in self.service.log_tail(200),
+            timeout=60,
+            what="operator start-up",
+            alive=self.service.check_alive,
+        )
 
     def kill(self) -> None:
         """Kill without warning, as a node failure would."""
@@ -45,8 +52,10 @@ class OperatorProcess:
             self.service.stop()
 
     def log(self) -> str:
-        return "\n".join((self.log_dir / f"operator-{i}.log").read_text(errors="replace")
-                         for i in range(1, self.starts + 1))
+        return "\n".join(
+            (self.log_dir / f"operator-{i}.log").read_text(errors="replace")
+            for i in range(1, self.starts + 1)
+        )
 
 
 @pytest.fixture(scope="module")

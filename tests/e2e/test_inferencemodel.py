@@ -16,16 +16,23 @@ from edgefleet.testing.procs import wait_until
 
 
 def _apply_model(cp, ns: str, name: str, url: str, sha: str, version: str = "1.0.0") -> None:
-    doc = {"apiVersion": "edgefleet.io/v1alpha1", "kind": "InferenceModel",
-           "metadata": {"name": name, "namespace": ns},
-           "spec": {"version": version, "platforms": ["linux/amd64", "linux/arm64"],
-                    "source": {"url": {"url": url, "sha256": sha}}}}
+    doc = {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "InferenceModel",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "version": version,
+            "platforms": ["linux/amd64", "linux/arm64"],
+            "source": {"url": {"url": url, "sha256": sha}},
+        },
+    }
     cp.kubectl("apply", "-f", "-", input_text=json.dumps(doc))
 
 
 def _get(cp, ns: str, name: str) -> dict[str, Any]:
-    return json.loads(cp.kubectl("get", "inferencemodels.edgefleet.io", name, "-n", ns,
-                                 "-o", "json").stdout)
+    return json.loads(
+        cp.kubectl("get", "inferencemodels.edgefleet.io", name, "-n", ns, "-o", "json").stdout
+    )
 
 
 def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -46,8 +53,9 @@ def _wait_condition(cp, ns, name, type_, status, timeout=240.0, reason=None, ope
 
 
 def _events(cp, ns: str, name: str) -> list[dict[str, Any]]:
-    out = cp.kubectl("get", "events", "-n", ns, "--field-selector",
-                     f"involvedObject.name={name}", "-o", "json").stdout
+    out = cp.kubectl(
+        "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}", "-o", "json"
+    ).stdout
     return json.loads(out)["items"]
 
 
@@ -58,8 +66,9 @@ def _model(model_files, unique: str, seed: int, size: int = 64 * 1024):
     return fixture, f"{base_url}/{path.name}"
 
 
-def test_model_becomes_ready_with_signed_digests(crds, namespace, operator, model_files,
-                                                 registry_client, unique):
+def test_model_becomes_ready_with_signed_digests(
+    crds, namespace, operator, model_files, registry_client, unique
+):
     fixture, url = _model(model_files, unique, seed=11)
     _apply_model(crds, namespace, "detector", url, fixture.sha256)
     obj = _wait_condition(crds, namespace, "detector", "Ready", "True", operator=operator)
@@ -72,8 +81,17 @@ def test_model_becomes_ready_with_signed_digests(crds, namespace, operator, mode
         assert _condition(obj, cond)["status"] == "True"
     assert _condition(obj, "Reconciling")["status"] == "False"
     # The signatures verify with the public key the operator published.
-    pub = json.loads(crds.kubectl("get", "configmap", "edgefleet-signing-key-public", "-n",
-                                  "edgefleet-system", "-o", "json").stdout)["data"]["cosign.pub"]
+    pub = json.loads(
+        crds.kubectl(
+            "get",
+            "configmap",
+            "edgefleet-signing-key-public",
+            "-n",
+            "edgefleet-system",
+            "-o",
+            "json",
+        ).stdout
+    )["data"]["cosign.pub"]
     repo = status["repository"].split("/", 1)[1]
     for digest in [status["indexDigest"], *(i["digest"] for i in status["images"])]:
         data, media_type, _ = registry_client.get_manifest(repo, signing.signature_tag(digest))
@@ -90,18 +108,25 @@ def test_model_becomes_ready_with_signed_digests(crds, namespace, operator, mode
     assert "1.0.0" in row
 
 
-def test_bad_source_hash_is_a_stalled_condition_and_pushes_nothing(crds, namespace, operator,
-                                                                   model_files, registry_client,
-                                                                   unique):
+def test_bad_source_hash_is_a_stalled_condition_and_pushes_nothing(
+    crds, namespace, operator, model_files, registry_client, unique
+):
     fixture, url = _model(model_files, unique, seed=12)
     _apply_model(crds, namespace, "badhash", url, "f" * 64)
-    obj = _wait_condition(crds, namespace, "badhash", "Built", "False",
-                          reason=Reason.SOURCE_DIGEST_MISMATCH, operator=operator)
+    obj = _wait_condition(
+        crds,
+        namespace,
+        "badhash",
+        "Built",
+        "False",
+        reason=Reason.SOURCE_DIGEST_MISMATCH,
+        operator=operator,
+    )
     built = _condition(obj, "Built")
     assert fixture.sha256 in built["message"]
     assert _condition(obj, "Stalled")["status"] == "True"
     assert _condition(obj, "Ready")["status"] == "False"
-    from edgefleet.clients.registry_errors import RegistryError  # noqa: PLC0415
+    from edgefleet.clients.registry_errors import RegistryError
 
     with pytest.raises(RegistryError):
         registry_client.list_tags(f"edgefleet/models/{namespace}/badhash")
@@ -111,13 +136,14 @@ def test_bad_source_hash_is_a_stalled_condition_and_pushes_nothing(crds, namespa
 
 
 @pytest.mark.timeout(600)
-def test_restart_mid_build_gives_one_build_and_no_rebuild_after(crds, namespace, operator,
-                                                                model_files, registry_client,
-                                                                unique):
+def test_restart_mid_build_gives_one_build_and_no_rebuild_after(
+    crds, namespace, operator, model_files, registry_client, unique
+):
     fixture, url = _model(model_files, unique, seed=13, size=8 * 1024 * 1024)
     _apply_model(crds, namespace, "restart", url, fixture.sha256)
-    _wait_condition(crds, namespace, "restart", "Reconciling", "True", reason=Reason.BUILDING,
-                    operator=operator)
+    _wait_condition(
+        crds, namespace, "restart", "Reconciling", "True", reason=Reason.BUILDING, operator=operator
+    )
     operator.kill()
     operator.start()
     obj = _wait_condition(crds, namespace, "restart", "Ready", "True", operator=operator)
@@ -127,15 +153,21 @@ def test_restart_mid_build_gives_one_build_and_no_rebuild_after(crds, namespace,
     for digest in [status["indexDigest"], *(i["digest"] for i in status["images"])]:
         data, media_type, _ = registry_client.get_manifest(repo, signing.signature_tag(digest))
         assert len(signing.signature_layers(data, media_type)) == 1, "one signature, not two"
-    succeeded = [e for e in _events(crds, namespace, "restart")
-                 if e["reason"] == Reason.BUILD_SUCCEEDED]
+    succeeded = [
+        e for e in _events(crds, namespace, "restart") if e["reason"] == Reason.BUILD_SUCCEEDED
+    ]
     assert sum(e.get("count", 1) for e in succeeded) == 1
     # Another restart with an unchanged spec: the operator resumes and does not rebuild.
     operator.stop()
     operator.start()
-    wait_until(lambda: "up to date" in operator.service.log_tail(400)
-               or "build started" in operator.service.log_tail(400),
-               timeout=60, what="the operator to look at the model again",
-               alive=operator.service.check_alive)
+    wait_until(
+        lambda: (
+            "up to date" in operator.service.log_tail(400)
+            or "build started" in operator.service.log_tail(400)
+        ),
+        timeout=60,
+        what="the operator to look at the model again",
+        alive=operator.service.check_alive,
+    )
     assert "build started" not in operator.service.log_tail(400)
     assert _get(crds, namespace, "restart")["status"]["indexDigest"] == status["indexDigest"]

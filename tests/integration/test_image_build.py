@@ -31,9 +31,13 @@ def _model(model_files, seed: int, size: int = TINY) -> tuple[ModelFixture, str]
 
 
 def _spec(url: str, sha: str, platforms=("linux/amd64", "linux/arm64"), version="1.0.0"):
-    return InferenceModelSpec.model_validate({
-        "version": version, "platforms": list(platforms),
-        "source": {"url": {"url": url, "sha256": sha}}})
+    return InferenceModelSpec.model_validate(
+        {
+            "version": version,
+            "platforms": list(platforms),
+            "source": {"url": {"url": url, "sha256": sha}},
+        }
+    )
 
 
 def _name() -> str:
@@ -77,8 +81,9 @@ def test_weights_only_update_resends_only_the_model_layer(builder, registry_clie
     assert second.bytes_uploaded < model_layer_size + 64 * 1024
 
 
-def test_source_hash_mismatch_fails_before_anything_is_pushed(builder, registry_client,
-                                                              model_files):
+def test_source_hash_mismatch_fails_before_anything_is_pushed(
+    builder, registry_client, model_files
+):
     fixture, url = _model(model_files, seed=4)
     before = registry_client.snapshot()
     with pytest.raises(BuildError) as err:
@@ -108,8 +113,9 @@ def _trust_registry_in_docker(registry) -> Path:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm64"])
-def test_built_image_runs_and_answers_the_probe(builder, registry, docker_engine, model_files,
-                                                platform):
+def test_built_image_runs_and_answers_the_probe(
+    builder, registry, docker_engine, model_files, platform
+):
     fixture, url = _model(model_files, seed=6)
     result = builder.build("tests", _name(), _spec(url, fixture.sha256))
     reference = f"{result.repository}@{result.index_digest}"
@@ -119,25 +125,48 @@ def test_built_image_runs_and_answers_the_probe(builder, registry, docker_engine
     try:
         docker_engine.docker("pull", "--platform", platform, reference, timeout=600)
         docker_engine.docker(
-            "run", "-d", "--name", container, "--network", "host", "--pull", "never",
-            "--platform", platform, "-e", f"EDGEFLEET_PORT={port}", "-e", "EDGEFLEET_BIND=127.0.0.1",
-            reference, timeout=120)
+            "run",
+            "-d",
+            "--name",
+            container,
+            "--network",
+            "host",
+            "--pull",
+            "never",
+            "--platform",
+            platform,
+            "-e",
+            f"EDGEFLEET_PORT={port}",
+            "-e",
+            "EDGEFLEET_BIND=127.0.0.1",
+            reference,
+            timeout=120,
+        )
         arch = docker_engine.docker("exec", container, "uname", "-m", timeout=60).stdout.decode()
         assert arch.strip() == {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}[platform]
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _status(f"{base}/healthz") == 200, timeout=180,
-                   what=f"{platform} model server health")
+        wait_until(
+            lambda: _status(f"{base}/healthz") == 200,
+            timeout=180,
+            what=f"{platform} model server health",
+        )
         body = json.dumps(fixture.probe_request()).encode()
-        request = urllib.request.Request(f"{base}/v1/predict", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(  # noqa: S310 - our server on 127.0.0.1
+            f"{base}/v1/predict",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
             answer = json.loads(response.read())
         assert fixture.matches(answer["outputs"]), answer
     finally:
-        subprocess.run([docker_engine.client, "rm", "-f", container], capture_output=True,
-                       check=False)
-        subprocess.run([docker_engine.client, "image", "rm", "-f", reference],
-                       capture_output=True, check=False)
+        subprocess.run(
+            [docker_engine.client, "rm", "-f", container], capture_output=True, check=False
+        )
+        subprocess.run(
+            [docker_engine.client, "image", "rm", "-f", reference], capture_output=True, check=False
+        )
         shutil.rmtree(certs, ignore_errors=True)
 
 

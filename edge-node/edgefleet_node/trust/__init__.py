@@ -1,0 +1,1 @@
+"""Verification of what devices receive: cosign-format image signatures."""

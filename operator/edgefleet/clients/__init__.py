@@ -1,0 +1,1 @@
+"""The only code that talks to registries, model sources, Kubernetes and pip."""

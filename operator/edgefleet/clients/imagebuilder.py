@@ -111,41 +111,53 @@ class ImageBuilder:
             data, media_type, digest = self._registry.get_manifest(repo, ref)
             return oci.parse_index(data, media_type, expected_digest=digest), digest
         except (RegistryError, oci.OCIError) as exc:
-            raise BuildError(Reason.REGISTRY_ERROR,
-                             f"cannot read the base image index {repo}:{ref}: {exc}",
-                             permanent=False) from exc
+            raise BuildError(
+                Reason.REGISTRY_ERROR,
+                f"cannot read the base image index {repo}:{ref}: {exc}",
+                permanent=False,
+            ) from exc
 
     def build_key(self, spec: InferenceModelSpec) -> str:
         """The cache key of a build of ``spec`` (cheap: reads only the base index)."""
         runtimes: dict[str, str] = {p: _runtime(p).cache_key() for p in spec.platforms}
         _, base_digest = self._base_index()
-        return modelimage.build_key(spec.wire(), base_index=base_digest, runtime_keys=runtimes,
-                                    serving_sources=wheels.serving_sources())
+        return modelimage.build_key(
+            spec.wire(),
+            base_index=base_digest,
+            runtime_keys=runtimes,
+            serving_sources=wheels.serving_sources(),
+        )
 
     # -- building ----------------------------------------------------------------------
-    def build(self, namespace: str, name: str, spec: InferenceModelSpec,
-              progress: Progress | None = None) -> BuildResult:
+    def build(
+        self, namespace: str, name: str, spec: InferenceModelSpec, progress: Progress | None = None
+    ) -> BuildResult:
         """Build, push and sign every platform's image and the index."""
         say = progress or (lambda _m: None)
         for platform in spec.platforms:
             _runtime(platform)  # fail before any download for an unsupported platform
         for opt in spec.optimizations:
             if opt.quantization != "None":
-                raise BuildError(Reason.INVALID_SPEC,
-                                 f"{opt.quantization} quantisation is not implemented yet;"
-                                 " remove it from spec.optimizations", permanent=True)
+                raise BuildError(
+                    Reason.INVALID_SPEC,
+                    f"{opt.quantization} quantisation is not implemented yet;"
+                    " remove it from spec.optimizations",
+                    permanent=True,
+                )
         with self._slots:
             return self._build(namespace, name, spec, say)
 
-    def _build(self, namespace: str, name: str, spec: InferenceModelSpec,
-               say: Progress) -> BuildResult:
+    def _build(
+        self, namespace: str, name: str, spec: InferenceModelSpec, say: Progress
+    ) -> BuildResult:
         before = self._registry.snapshot()
         weights, sha = self._weights(spec)
         say(f"weights {sha[:12]} ({len(weights)} bytes)")
         model = modelimage.model_layer(weights)
         source = spec.source.url.url if spec.source.url else spec.source.oci.reference  # type: ignore[union-attr]
-        meta = modelimage.ModelMeta(namespace, name, spec.version, sha, source,
-                                    threads=spec.runtime.threads)
+        meta = modelimage.ModelMeta(
+            namespace, name, spec.version, sha, source, threads=spec.runtime.threads
+        )
         repo = modelimage.repository_for(self._settings.repository_prefix, namespace, name)
         index, _ = self._base_index()
         images: list[PlatformImage] = []
@@ -155,15 +167,20 @@ class ImageBuilder:
                 image, desc = self._build_platform(repo, platform, index, model, meta, say)
                 images.append(image)
                 entries.append((desc, oci.Platform.parse(platform)))
-            index_blob = oci.image_index(entries, annotations={
-                "org.opencontainers.image.title": name,
-                "org.opencontainers.image.version": spec.version})
+            index_blob = oci.image_index(
+                entries,
+                annotations={
+                    "org.opencontainers.image.title": name,
+                    "org.opencontainers.image.version": spec.version,
+                },
+            )
             self._registry.put_manifest(repo, index_blob.digest, index_blob)
             self._registry.put_manifest(repo, spec.version, index_blob)
             signed = signer.sign_and_push(self._registry, repo, index_blob.digest, self._key)
         except RegistryError as exc:
-            raise BuildError(Reason.REGISTRY_ERROR, f"registry {self._registry.host}: {exc}",
-                             permanent=False) from exc
+            raise BuildError(
+                Reason.REGISTRY_ERROR, f"registry {self._registry.host}: {exc}", permanent=False
+            ) from exc
         say(f"index {repo}@{index_blob.digest} signed")
         after = self._registry.snapshot()
         return BuildResult(
@@ -173,33 +190,46 @@ class ImageBuilder:
             images=tuple(images),
             weights_sha256=sha,
             bytes_uploaded=after.bytes_uploaded - before.bytes_uploaded,
-            blobs_uploaded=after.uploaded_digests[len(before.uploaded_digests):],
+            blobs_uploaded=after.uploaded_digests[len(before.uploaded_digests) :],
         )
 
     def _weights(self, spec: InferenceModelSpec) -> tuple[bytes, str]:
         try:
             return modelsource.fetch_model(
-                spec.source, self._settings.cache_dir / "models", http=self._http,
-                registry_for=self._registry_for, max_bytes=self._settings.max_model_bytes)
-        except modelsource.SourceDigestMismatch as exc:
+                spec.source,
+                self._settings.cache_dir / "models",
+                http=self._http,
+                registry_for=self._registry_for,
+                max_bytes=self._settings.max_model_bytes,
+            )
+        except modelsource.SourceDigestMismatchError as exc:
             raise BuildError(Reason.SOURCE_DIGEST_MISMATCH, str(exc), permanent=True) from exc
         except modelsource.ModelSourceError as exc:
             raise BuildError(Reason.SOURCE_UNAVAILABLE, str(exc), permanent=False) from exc
 
-    def _build_platform(self, repo: str, platform: str, index: oci.ImageIndex, model: oci.Layer,
-                        meta: modelimage.ModelMeta,
-                        say: Progress) -> tuple[PlatformImage, oci.Descriptor]:
+    def _build_platform(
+        self,
+        repo: str,
+        platform: str,
+        index: oci.ImageIndex,
+        model: oci.Layer,
+        meta: modelimage.ModelMeta,
+        say: Progress,
+    ) -> tuple[PlatformImage, oci.Descriptor]:
         start = time.monotonic()
         base_repo = self._settings.base_repository
         try:
             base_desc = index.find(oci.Platform.parse(platform))
             data, media_type, _ = self._registry.get_manifest(base_repo, base_desc.digest)
             base = oci.parse_manifest(data, media_type, expected_digest=base_desc.digest)
-            base_config = oci.parse_config(self._registry.get_blob(base_repo, base.config.digest),
-                                           expected_digest=base.config.digest)
+            base_config = oci.parse_config(
+                self._registry.get_blob(base_repo, base.config.digest),
+                expected_digest=base.config.digest,
+            )
         except oci.OCIError as exc:
-            raise BuildError(Reason.BUILD_FAILED, f"base image for {platform}: {exc}",
-                             permanent=False) from exc
+            raise BuildError(
+                Reason.BUILD_FAILED, f"base image for {platform}: {exc}", permanent=False
+            ) from exc
         runtime = self._runtime_layer(platform)
         parts = modelimage.assemble(base_config, base.layers, runtime, model, meta)
         for layer in base.layers:
@@ -211,8 +241,14 @@ class ImageBuilder:
         seconds = time.monotonic() - start
         size = sum(d.size for d in base.layers) + runtime.blob.size + model.blob.size
         say(f"{platform}: {repo}@{parts.manifest.digest} ({size} bytes) in {seconds:.1f}s")
-        image = PlatformImage(platform, parts.manifest.digest, size, model.blob.size,
-                              round(seconds, 3), f"{self._registry.host}/{repo}:{signed.tag}")
+        image = PlatformImage(
+            platform,
+            parts.manifest.digest,
+            size,
+            model.blob.size,
+            round(seconds, 3),
+            f"{self._registry.host}/{repo}:{signed.tag}",
+        )
         return image, parts.manifest.descriptor()
 
     def _copy_blob(self, source_repo: str, repo: str, desc: oci.Descriptor) -> None:
@@ -228,8 +264,9 @@ class ImageBuilder:
         """The runtime layer of ``platform``, built once per input set and kept on disk."""
         runtime = _runtime(platform)
         sources = wheels.serving_sources()
-        key = modelimage.build_key({}, base_index="", runtime_keys={platform: runtime.cache_key()},
-                                   serving_sources=sources).removeprefix("sha256:")[:32]
+        key = modelimage.build_key(
+            {}, base_index="", runtime_keys={platform: runtime.cache_key()}, serving_sources=sources
+        ).removeprefix("sha256:")[:32]
         directory = self._settings.cache_dir / "runtime-layers"
         blob_path, meta_path = directory / f"{key}.tar.gz", directory / f"{key}.json"
         with self._layer_lock:
@@ -244,9 +281,15 @@ class ImageBuilder:
             tmp = blob_path.with_suffix(".part")
             tmp.write_bytes(layer.blob.data)
             tmp.replace(blob_path)
-            meta_path.write_text(json.dumps({"digest": layer.blob.digest,
-                                             "diff_id": layer.diff_id,
-                                             "uncompressed_size": layer.uncompressed_size}))
+            meta_path.write_text(
+                json.dumps(
+                    {
+                        "digest": layer.blob.digest,
+                        "diff_id": layer.diff_id,
+                        "uncompressed_size": layer.uncompressed_size,
+                    }
+                )
+            )
             return layer
 
 

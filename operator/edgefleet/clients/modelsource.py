@@ -20,7 +20,12 @@ from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.registry_errors import RegistryError
 from edgefleet.domain import oci
 
-__all__ = ["DEFAULT_MAX_MODEL_BYTES", "ModelSourceError", "SourceDigestMismatch", "fetch_model"]
+__all__ = [
+    "DEFAULT_MAX_MODEL_BYTES",
+    "ModelSourceError",
+    "SourceDigestMismatchError",
+    "fetch_model",
+]
 
 DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
 _CHUNK = 1024 * 1024
@@ -30,7 +35,7 @@ class ModelSourceError(RuntimeError):
     """The weights could not be fetched; the message says from where and why."""
 
 
-class SourceDigestMismatch(ModelSourceError):
+class SourceDigestMismatchError(ModelSourceError):
     """The weights were fetched but their sha256 is not the pinned one."""
 
 
@@ -70,7 +75,7 @@ def _download(url: str, expected: str, max_bytes: int, client: httpx.Client) -> 
         raise ModelSourceError(f"cannot download {url}: {exc}") from exc
     got = digest.hexdigest()
     if got != expected:
-        raise SourceDigestMismatch(
+        raise SourceDigestMismatchError(
             f"{url} has sha256 {got}, but spec.source.url.sha256 pins {expected}; "
             "fix the pin or the file"
         )
@@ -94,8 +99,11 @@ def _from_oci(
     try:
         data, media_type, _ = registry.get_manifest(repo, digest)
         manifest = oci.parse_manifest(data, media_type, expected_digest=digest)
-        layers = [d for d in manifest.layers
-                  if layer_media_type is None or d.media_type == layer_media_type]
+        layers = [
+            d
+            for d in manifest.layers
+            if layer_media_type is None or d.media_type == layer_media_type
+        ]
         if not layers:
             wanted = layer_media_type or "any"
             raise ModelSourceError(f"{reference} has no layer of media type {wanted}")
@@ -125,7 +133,8 @@ def fetch_model(
         _store(cache_dir, expected, data)
         return data, expected
     assert source.oci is not None  # the model guarantees exactly one source
-    data, sha = _from_oci(source.oci.reference, source.oci.layer_media_type, registry_for,
-                          max_bytes)
+    data, sha = _from_oci(
+        source.oci.reference, source.oci.layer_media_type, registry_for, max_bytes
+    )
     _store(cache_dir, sha, data)
     return data, sha

@@ -35,8 +35,10 @@ def _read(core: client.CoreV1Api, namespace: str, name: str) -> Any | None:
 
 
 def _publish_public_key(core: client.CoreV1Api, namespace: str, name: str, pem: bytes) -> None:
-    body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"{name}-public", labels=_LABELS),
-                              data={PUBLIC_KEY: pem.decode()})
+    body = client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name=f"{name}-public", labels=_LABELS),
+        data={PUBLIC_KEY: pem.decode()},
+    )
     try:
         core.create_namespaced_config_map(namespace, body)
     except ApiException as exc:
@@ -45,8 +47,9 @@ def _publish_public_key(core: client.CoreV1Api, namespace: str, name: str, pem: 
         core.replace_namespaced_config_map(f"{name}-public", namespace, body)
 
 
-def ensure_signing_key(core: client.CoreV1Api, namespace: str,
-                       name: str) -> ec.EllipticCurvePrivateKey:
+def ensure_signing_key(
+    core: client.CoreV1Api, namespace: str, name: str
+) -> ec.EllipticCurvePrivateKey:
     """The signing key from Secret ``namespace/name``, generated there when absent."""
     secret = _read(core, namespace, name)
     if secret is None:
@@ -54,8 +57,10 @@ def ensure_signing_key(core: client.CoreV1Api, namespace: str,
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(name=name, labels=_LABELS),
             type="Opaque",
-            data={PRIVATE_KEY: base64.b64encode(signing.private_key_pem(key)).decode(),
-                  PUBLIC_KEY: base64.b64encode(signing.public_key_pem(key)).decode()},
+            data={
+                PRIVATE_KEY: base64.b64encode(signing.private_key_pem(key)).decode(),
+                PUBLIC_KEY: base64.b64encode(signing.public_key_pem(key)).decode(),
+            },
         )
         try:
             core.create_namespaced_secret(namespace, body)
@@ -67,7 +72,8 @@ def ensure_signing_key(core: client.CoreV1Api, namespace: str,
         data = secret.data or {}
         if PRIVATE_KEY not in data:
             raise signing.SigningKeyError(
-                f"Secret {namespace}/{name} has no {PRIVATE_KEY!r} entry (a PKCS#8 PEM P-256 key)")
+                f"Secret {namespace}/{name} has no {PRIVATE_KEY!r} entry (a PKCS#8 PEM P-256 key)"
+            )
         key = signing.load_private_key(base64.b64decode(data[PRIVATE_KEY]))
     _publish_public_key(core, namespace, name, signing.public_key_pem(key))
     return key

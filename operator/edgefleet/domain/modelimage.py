@@ -106,8 +106,10 @@ def assemble(
     manifest = oci.image_manifest(
         config,
         [*base_layers, runtime.descriptor(), model.descriptor()],
-        annotations={"org.opencontainers.image.title": meta.name,
-                     "org.opencontainers.image.version": meta.version},
+        annotations={
+            "org.opencontainers.image.title": meta.name,
+            "org.opencontainers.image.version": meta.version,
+        },
     )
     return ImageParts(base_config.platform, config, manifest)
 

@@ -44,7 +44,8 @@ class ModelReconciler:
     def _write_status(self, namespace: str, name: str, status: InferenceModelStatus) -> None:
         # Merge patch of the status subresource: controllers never touch spec.
         self.objects.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status.wire()})
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status.wire()}
+        )
 
     def reconcile(self, body: dict[str, Any], event: EventSink) -> None:
         model = InferenceModel.model_validate(_strip_runtime_fields(body))
@@ -58,55 +59,102 @@ class ModelReconciler:
             return
         if modelstatus.is_current(model.status, key):
             if model.status is not None and model.status.observed_generation != generation:
-                self._write_status(ns, name, model.status.model_copy(
-                    update={"observed_generation": generation}))
+                self._write_status(
+                    ns, name, model.status.model_copy(update={"observed_generation": generation})
+                )
             bound.info("up to date", build_key=key)
             return
-        self._write_status(ns, name, modelstatus.building(model.status, generation=generation,
-                                                          build_key=key))
-        event("Normal", Reason.BUILDING,
-              f"building {model.spec.version} for {', '.join(model.spec.platforms)}")
+        self._write_status(
+            ns, name, modelstatus.building(model.status, generation=generation, build_key=key)
+        )
+        event(
+            "Normal",
+            Reason.BUILDING,
+            f"building {model.spec.version} for {', '.join(model.spec.platforms)}",
+        )
         bound.info("build started", build_key=key, platforms=model.spec.platforms)
         try:
-            result = self.builder.build(ns, name, model.spec,
-                                        progress=lambda m: bound.info("build progress", step=m))
+            result = self.builder.build(
+                ns, name, model.spec, progress=lambda m: bound.info("build progress", step=m)
+            )
         except BuildError as err:
             self._fail(event, ns, name, model.status, generation, err)
             return
         self._write_status(ns, name, _succeeded(model, generation, key, result))
         event("Normal", Reason.BUILD_SUCCEEDED, f"{result.repository}@{result.index_digest} signed")
-        bound.info("build succeeded", index=result.index_digest,
-                   bytes_uploaded=result.bytes_uploaded)
+        bound.info(
+            "build succeeded", index=result.index_digest, bytes_uploaded=result.bytes_uploaded
+        )
 
-    def _fail(self, event: EventSink, ns: str, name: str,
-              status: InferenceModelStatus | None, generation: int, err: BuildError) -> None:
-        self._write_status(ns, name, modelstatus.failed(
-            status, generation=generation, reason=err.reason, message=err.message,
-            permanent=err.permanent))
+    def _fail(
+        self,
+        event: EventSink,
+        ns: str,
+        name: str,
+        status: InferenceModelStatus | None,
+        generation: int,
+        err: BuildError,
+    ) -> None:
+        self._write_status(
+            ns,
+            name,
+            modelstatus.failed(
+                status,
+                generation=generation,
+                reason=err.reason,
+                message=err.message,
+                permanent=err.permanent,
+            ),
+        )
         event("Warning", err.reason, err.message)
-        log.warning("build failed", namespace=ns, name=name, reason=err.reason,
-                    message=err.message, permanent=err.permanent)
+        log.warning(
+            "build failed",
+            namespace=ns,
+            name=name,
+            reason=err.reason,
+            message=err.message,
+            permanent=err.permanent,
+        )
         if not err.permanent:
             raise kopf.TemporaryError(err.message, delay=RETRY_DELAY)
 
 
-def _succeeded(model: InferenceModel, generation: int, key: str,
-               result: BuildResult) -> InferenceModelStatus:
-    images = [BuiltImage(platform=i.platform, digest=i.digest,  # type: ignore[arg-type]
-                         size_bytes=i.size_bytes, model_layer_bytes=i.model_layer_bytes,
-                         build_seconds=i.build_seconds, signature=i.signature)
-              for i in result.images]
-    return modelstatus.succeeded(model.status, generation=generation, build_key=key,
-                                 version=model.spec.version, repository=result.repository,
-                                 index_digest=result.index_digest, images=images)
+def _succeeded(
+    model: InferenceModel, generation: int, key: str, result: BuildResult
+) -> InferenceModelStatus:
+    images = [
+        BuiltImage.model_validate(
+            {
+                "platform": i.platform,
+                "digest": i.digest,
+                "size_bytes": i.size_bytes,
+                "model_layer_bytes": i.model_layer_bytes,
+                "build_seconds": i.build_seconds,
+                "signature": i.signature,
+            }
+        )
+        for i in result.images
+    ]
+    return modelstatus.succeeded(
+        model.status,
+        generation=generation,
+        build_key=key,
+        version=model.spec.version,
+        repository=result.repository,
+        index_digest=result.index_digest,
+        images=images,
+    )
 
 
 def _strip_runtime_fields(body: dict[str, Any]) -> dict[str, Any]:
     """The object as the API model sees it (kopf's body is a read-only mapping)."""
-    return {"apiVersion": body["apiVersion"], "kind": body["kind"],
-            "metadata": dict(body["metadata"]), "spec": dict(body["spec"]),
-            "status": {k: v for k, v in dict(body.get("status") or {}).items() if k != "kopf"}
-            or None}
+    return {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": dict(body["metadata"]),
+        "spec": dict(body["spec"]),
+        "status": {k: v for k, v in dict(body.get("status") or {}).items() if k != "kopf"} or None,
+    }
 
 
 def register(registry: kopf.OperatorRegistry, reconciler: ModelReconciler) -> None:

@@ -77,8 +77,9 @@ class OperatorConfig:
             registry_password=password,
             base_repository=env.get("EDGEFLEET_BASE_REPOSITORY", "edgefleet/base"),
             base_reference=env.get("EDGEFLEET_BASE_REFERENCE", "bookworm"),
-            cache_dir=Path(env.get("EDGEFLEET_CACHE_DIR")
-                           or Path.home() / ".cache" / "edgefleet" / "operator"),
+            cache_dir=Path(
+                env.get("EDGEFLEET_CACHE_DIR") or Path.home() / ".cache" / "edgefleet" / "operator"
+            ),
             signing_secret=env.get("EDGEFLEET_SIGNING_SECRET", "edgefleet-signing-key"),
             watch_namespaces=watch,
             max_concurrent_builds=builds,
@@ -97,13 +98,24 @@ def build_registry(cfg: OperatorConfig, api: client.ApiClient) -> kopf.OperatorR
     """The kopf registry with every handler, wired to freshly made clients."""
     core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
     key = ensure_signing_key(core, cfg.namespace, cfg.signing_secret)
-    registry = RegistryClient(cfg.registry_url, ca_bundle=cfg.registry_ca,
-                              username=cfg.registry_username, password=cfg.registry_password)
+    registry = RegistryClient(
+        cfg.registry_url,
+        ca_bundle=cfg.registry_ca,
+        username=cfg.registry_username,
+        password=cfg.registry_password,
+    )
     http = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
-    builder = ImageBuilder(registry, key, BuilderSettings(
-        cache_dir=cfg.cache_dir, base_repository=cfg.base_repository,
-        base_reference=cfg.base_reference, max_concurrent_builds=cfg.max_concurrent_builds),
-        http=http)
+    builder = ImageBuilder(
+        registry,
+        key,
+        BuilderSettings(
+            cache_dir=cfg.cache_dir,
+            base_repository=cfg.base_repository,
+            base_reference=cfg.base_reference,
+            max_concurrent_builds=cfg.max_concurrent_builds,
+        ),
+        http=http,
+    )
     kopf_registry = kopf.OperatorRegistry()
     inferencemodel.register(kopf_registry, inferencemodel.ModelReconciler(builder, objects))
 
@@ -118,9 +130,11 @@ def build_registry(cfg: OperatorConfig, api: client.ApiClient) -> kopf.OperatorR
         # Progress lives in annotations: the CRD schemas are strict and have no
         # status.kopf, and users' specs are never touched.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix="edgefleet.io")
+            prefix="edgefleet.io"
+        )
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="edgefleet.io", key="last-handled-spec")
+            prefix="edgefleet.io", key="last-handled-spec"
+        )
         settings.persistence.finalizer = "edgefleet.io/finalizer"
         settings.watching.server_timeout = 120
         settings.watching.client_timeout = 150
@@ -134,12 +148,18 @@ def run(cfg: OperatorConfig) -> None:
     """Run the operator until SIGTERM/SIGINT."""
     api = _api_client()
     kopf_registry = build_registry(cfg, api)
-    log.info("operator starting", namespace=cfg.namespace, registry=cfg.registry_url,
-             base=f"{cfg.base_repository}:{cfg.base_reference}",
-             watch=list(cfg.watch_namespaces) or "all namespaces")
-    asyncio.run(kopf.operator(
-        registry=kopf_registry,
-        standalone=True,
-        clusterwide=not cfg.watch_namespaces,
-        namespaces=list(cfg.watch_namespaces),
-    ))
+    log.info(
+        "operator starting",
+        namespace=cfg.namespace,
+        registry=cfg.registry_url,
+        base=f"{cfg.base_repository}:{cfg.base_reference}",
+        watch=list(cfg.watch_namespaces) or "all namespaces",
+    )
+    asyncio.run(
+        kopf.operator(
+            registry=kopf_registry,
+            standalone=True,
+            clusterwide=not cfg.watch_namespaces,
+            namespaces=list(cfg.watch_namespaces),
+        )
+    )

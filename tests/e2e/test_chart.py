@@ -1,0 +1,174 @@
+"""`helm install` of the control plane into a real API server: CRDs, operator Deployment,
+least-privilege RBAC — and the operator, running with nothing but the chart's
+ServiceAccount token, builds a model. Upgrades keep the CRs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import BASE_REPO, BASE_TAG, ROOT
+from tests.e2e.conftest import OperatorProcess
+from tests.e2e.test_inferencemodel import _apply_model, _model, _wait_condition
+
+CHART = ROOT / "charts" / "edgefleet"
+NS = "edgefleet-chart"
+SA = "system:serviceaccount:edgefleet-chart:edgefleet-operator"
+
+
+def _helm(cp, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [cp.tools.helm, f"--kubeconfig={cp.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def release(crds, registry):
+    _helm(
+        crds,
+        "install",
+        "edgefleet",
+        str(CHART),
+        "-n",
+        NS,
+        "--create-namespace",
+        "--set",
+        f"registry.url={registry.url}",
+        "--set",
+        f"baseImage.repository={BASE_REPO}",
+        "--set",
+        f"baseImage.reference={BASE_TAG}",
+    )
+    try:
+        yield
+    finally:
+        subprocess.run(
+            [
+                crds.tools.helm,
+                f"--kubeconfig={crds.kubeconfig}",
+                "uninstall",
+                "edgefleet",
+                "-n",
+                NS,
+            ],
+            capture_output=True,
+            check=False,
+            timeout=300,
+        )
+        crds.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+
+
+def _can(cp, verb: str, resource: str, namespace: str | None = None) -> bool:
+    args = ["auth", "can-i", verb, resource, f"--as={SA}"]
+    args += ["-n", namespace] if namespace else ["--all-namespaces"]
+    return cp.kubectl(*args, check=False).stdout.strip() == "yes"
+
+
+def test_install_creates_operator_and_rbac(crds, release):
+    deploy = json.loads(
+        crds.kubectl("get", "deployment", "edgefleet-operator", "-n", NS, "-o", "json").stdout
+    )
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    # PodSecurity "restricted" accepts the pod template: a server-side dry run of a Pod
+    # from it in a namespace that enforces the profile.
+    crds.kubectl("create", "namespace", "restricted-check", check=False)
+    try:
+        crds.kubectl(
+            "label",
+            "namespace",
+            "restricted-check",
+            "--overwrite",
+            "pod-security.kubernetes.io/enforce=restricted",
+        )
+        pod_doc = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "probe", "namespace": "restricted-check"},
+            "spec": {**pod, "serviceAccountName": "default"},
+        }
+        crds.kubectl("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(pod_doc))
+    finally:
+        crds.kubectl("delete", "namespace", "restricted-check", "--wait=false", check=False)
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "namespace", "allowed"),
+    [
+        ("watch", "inferencemodels.edgefleet.io", None, True),
+        ("patch", "inferencemodels.edgefleet.io/status", None, True),
+        ("patch", "rollouts.edgefleet.io/status", None, True),
+        ("create", "events", "default", True),
+        ("delete", "inferencemodels.edgefleet.io", None, False),
+        ("create", "inferencemodels.edgefleet.io", None, False),
+        ("get", "secrets/edgefleet-signing-key", NS, True),
+        ("get", "secrets/some-other-secret", NS, False),
+        ("list", "secrets", NS, False),
+        ("get", "secrets", "default", False),
+        ("create", "pods", NS, False),
+        ("create", "deployments.apps", NS, False),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io", None, True),
+        ("delete", "customresourcedefinitions.apiextensions.k8s.io", None, False),
+    ],
+)
+def test_rbac_is_least_privilege(crds, release, verb, resource, namespace, allowed):
+    assert _can(crds, verb, resource, namespace) is allowed
+
+
+@pytest.mark.timeout(600)
+def test_operator_builds_with_only_the_charts_service_account(
+    crds, release, registry, base_index, model_files, namespace, tmp_path, unique, operator_env
+):
+    token = crds.kubectl(
+        "create", "token", "edgefleet-operator", "-n", NS, "--duration=1h"
+    ).stdout.strip()
+    config = yaml.safe_load(crds.kubeconfig.read_text())
+    config["users"] = [{"name": "operator", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "operator"
+    kubeconfig = tmp_path / "operator.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    env = {**operator_env, "KUBECONFIG": str(kubeconfig), "EDGEFLEET_NAMESPACE": NS}
+    proc = OperatorProcess(env, tmp_path)
+    proc.start()
+    try:
+        fixture, url = _model(model_files, unique, seed=21)
+        _apply_model(crds, namespace, "least-privilege", url, fixture.sha256)
+        _wait_condition(crds, namespace, "least-privilege", "Ready", "True", operator=proc)
+        assert "edgefleet-signing-key-public" in crds.kubectl("get", "configmaps", "-n", NS).stdout
+    finally:
+        proc.stop()
+    assert "Forbidden" not in proc.log(), proc.log()[-3000:]
+
+
+def test_upgrade_keeps_custom_resources(crds, release, namespace, registry):
+    example = yaml.safe_load(
+        (ROOT / "manifests/examples/10-devices.yaml").read_text().split("---")[0]
+    )
+    example["metadata"]["namespace"] = namespace
+    crds.kubectl("apply", "-f", "-", input_text=json.dumps(example))
+    _helm(
+        crds,
+        "upgrade",
+        "edgefleet",
+        str(CHART),
+        "-n",
+        NS,
+        "--reuse-values",
+        "--set",
+        "operator.maxConcurrentBuilds=3",
+    )
+    assert example["metadata"]["name"] in crds.kubectl("get", "efdev", "-n", namespace).stdout
+    env = json.loads(
+        crds.kubectl("get", "deployment", "edgefleet-operator", "-n", NS, "-o", "json").stdout
+    )["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "EDGEFLEET_MAX_CONCURRENT_BUILDS", "value": "3"} in env
