@@ -48,7 +48,7 @@ Row = tuple[str, str, str]
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -68,8 +68,11 @@ def _file_server(directory: Path) -> Iterator[str]:
 
 def _spec(url: str, sha: str, version: str) -> InferenceModelSpec:
     return InferenceModelSpec.model_validate(
-        {"version": version, "platforms": list(PLATFORMS),
-         "source": {"url": {"url": url, "sha256": sha}}}
+        {
+            "version": version,
+            "platforms": list(PLATFORMS),
+            "source": {"url": {"url": url, "sha256": sha}},
+        }
     )
 
 
@@ -86,11 +89,20 @@ def run(model_mb: float) -> list[Row]:
     work = Path(tempfile.mkdtemp(prefix="edgefleet-bench-"))
     key = signing.generate_key()
     try:
-        with LocalRegistry() as reg, RegistryClient(reg.url, ca_bundle=reg.ca_path) as client, \
-                httpx.Client(timeout=60) as http, _file_server(work) as base_url:
+        with (
+            LocalRegistry() as reg,
+            RegistryClient(reg.url, ca_bundle=reg.ca_path) as client,
+            httpx.Client(timeout=60) as http,
+            _file_server(work) as base_url,
+        ):
             t0 = time.monotonic()
-            baseimage.push_base_index(client, "edgefleet/base", ["amd64", "arm64"], tag="bookworm",
-                                      progress=lambda m: print(f"  {m}", file=sys.stderr))
+            baseimage.push_base_index(
+                client,
+                "edgefleet/base",
+                ["amd64", "arm64"],
+                tag="bookworm",
+                progress=lambda m: print(f"  {m}", file=sys.stderr),
+            )
             print(f"base index pushed in {time.monotonic() - t0:.1f}s", file=sys.stderr)
             old = make_mlp(work / "v1.onnx", target_bytes=int(model_mb * 1e6), seed=1)
             new = make_mlp(work / "v2.onnx", target_bytes=int(model_mb * 1e6), seed=2)
@@ -101,36 +113,65 @@ def run(model_mb: float) -> list[Row]:
                 return ImageBuilder(client, key, BuilderSettings(cache_dir=cache), http=http)
 
             cold = builder(work / "cache-a").build("bench", "cold", v1)
-            cold_b = builder(work / "cache-b").build("bench", "cold-b", v1)
+            cold_b = builder(work / "cache-b").build("bench", "cold", v1)
             warm_builder = builder(work / "cache-a")
             warm = warm_builder.build("bench", "warm", v1)
             noop = warm_builder.build("bench", "warm", v1)
             update = warm_builder.build("bench", "warm", v2)
 
             for platform in PLATFORMS:
-                rows.append((f"build {platform}, cold cache (wheels from PyPI, runtime layer "
-                             "built, all pushed)", f"{_per_platform(cold)[platform]:.1f} s", "—"))
+                rows.append(
+                    (
+                        f"build {platform}, cold cache (wheels from PyPI, runtime layer "
+                        "built, all pushed)",
+                        f"{_per_platform(cold)[platform]:.1f} s",
+                        "—",
+                    )
+                )
             for platform in PLATFORMS:
-                rows.append((f"build {platform}, warm cache, new repository",
-                             f"{_per_platform(warm)[platform]:.1f} s",
-                             f"cold: {_per_platform(cold)[platform]:.1f} s"))
+                rows.append(
+                    (
+                        f"build {platform}, warm cache, new repository",
+                        f"{_per_platform(warm)[platform]:.1f} s",
+                        f"cold: {_per_platform(cold)[platform]:.1f} s",
+                    )
+                )
             for platform in PLATFORMS:
-                rows.append((f"build {platform}, warm cache, nothing to push",
-                             f"{_per_platform(noop)[platform]:.1f} s",
-                             f"cold: {_per_platform(cold)[platform]:.1f} s"))
-            same = ([i.digest for i in cold.images] == [i.digest for i in cold_b.images]
-                    and cold.index_digest == cold_b.index_digest)
-            rows.append(("digests from two independent cold caches", "identical" if same
-                         else "DIFFERENT", "identical"))
+                rows.append(
+                    (
+                        f"build {platform}, warm cache, nothing to push",
+                        f"{_per_platform(noop)[platform]:.1f} s",
+                        f"cold: {_per_platform(cold)[platform]:.1f} s",
+                    )
+                )
+            same = [i.digest for i in cold.images] == [
+                i.digest for i in cold_b.images
+            ] and cold.index_digest == cold_b.index_digest
+            rows.append(
+                (
+                    "digests from two independent cold caches",
+                    "identical" if same else "DIFFERENT",
+                    "identical",
+                )
+            )
             rows.append(("bytes pushed by the no-op rebuild", f"{noop.bytes_uploaded} B", "0 B"))
             model_layer = update.images[0].model_layer_bytes
             full = sum(i.size_bytes for i in update.images)
             rows.append(("compressed model layer (weights)", _mb(model_layer), "—"))
-            rows.append(("bytes pushed by the weights-only update (all blobs + manifests"
-                         " + signatures)", _mb(update.bytes_uploaded),
-                         f"full re-push of both images: {_mb(full)}"))
-            rows.append(("  ÷ compressed model layer", f"{update.bytes_uploaded / model_layer:.3f}",
-                         f"goal ≤ 1.05; full re-push: {full / model_layer:.2f}"))
+            rows.append(
+                (
+                    "bytes pushed by the weights-only update (all blobs + manifests + signatures)",
+                    _mb(update.bytes_uploaded),
+                    f"full re-push of both images: {_mb(full)}",
+                )
+            )
+            rows.append(
+                (
+                    "  ÷ compressed model layer",
+                    f"{update.bytes_uploaded / model_layer:.3f}",
+                    f"goal ≤ 1.05; full re-push: {full / model_layer:.2f}",
+                )
+            )
             rows += _sign_verify(client, key, cold)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -149,8 +190,13 @@ def _sign_verify(client: RegistryClient, key: object, built: BuildResult) -> lis
         layer = signing.signature_layer(payload, sig)
         image = signing.signature_image([layer])
         t = time.perf_counter()
-        cosign.verify_signatures(image.manifest.data, {layer.digest: payload}, built.index_digest,
-                                 public, expected_reference="127.0.0.1:5000/edgefleet/models/x")
+        cosign.verify_signatures(
+            image.manifest.data,
+            {layer.digest: payload},
+            built.index_digest,
+            public,
+            expected_reference="127.0.0.1:5000/edgefleet/models/x",
+        )
         verifies.append(time.perf_counter() - t)
     repo = built.repository.split("/", 1)[1]
     pushes = []
@@ -160,12 +206,21 @@ def _sign_verify(client: RegistryClient, key: object, built: BuildResult) -> lis
             sign_and_push(client, repo, image.digest, key, optional={"run": str(time.time_ns())})
             pushes.append(time.perf_counter() - t)
     return [
-        ("sign one digest (ECDSA P-256, in process), median", f"{statistics.median(signs)*1e3:.2f} ms",
-         "—"),
-        ("verify one signature manifest (agent-side verifier), median",
-         f"{statistics.median(verifies)*1e3:.2f} ms", "—"),
-        ("sign + push signature manifest to the registry, median",
-         f"{statistics.median(pushes)*1e3:.1f} ms", "—"),
+        (
+            "sign one digest (ECDSA P-256, in process), median",
+            f"{statistics.median(signs) * 1e3:.2f} ms",
+            "—",
+        ),
+        (
+            "verify one signature manifest (agent-side verifier), median",
+            f"{statistics.median(verifies) * 1e3:.2f} ms",
+            "—",
+        ),
+        (
+            "sign + push signature manifest to the registry, median",
+            f"{statistics.median(pushes) * 1e3:.1f} ms",
+            "—",
+        ),
     ]
 
 
@@ -196,7 +251,7 @@ def _replace_section(path: Path, heading: str, body: str) -> None:
         text = text.rstrip() + "\n\n" + section
     else:
         end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
     path.write_text(text)
 
 

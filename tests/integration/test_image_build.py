@@ -52,6 +52,7 @@ def test_same_inputs_give_same_digests_and_nothing_is_resent(builder, model_file
     assert first.index_digest == second.index_digest
     assert [i.digest for i in first.images] == [i.digest for i in second.images]
     assert second.blobs_uploaded == []
+    assert second.bytes_uploaded == 0, "a rebuild of the same inputs sends nothing"
     assert {i.platform for i in first.images} == {"linux/amd64", "linux/arm64"}
 
 

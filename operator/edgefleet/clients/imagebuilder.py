@@ -174,8 +174,8 @@ class ImageBuilder:
                     "org.opencontainers.image.version": spec.version,
                 },
             )
-            self._registry.put_manifest(repo, index_blob.digest, index_blob)
-            self._registry.put_manifest(repo, spec.version, index_blob)
+            self._put_manifest(repo, index_blob.digest, index_blob)
+            self._put_manifest(repo, spec.version, index_blob)
             signed = signer.sign_and_push(self._registry, repo, index_blob.digest, self._key)
         except RegistryError as exc:
             raise BuildError(
@@ -236,7 +236,7 @@ class ImageBuilder:
             self._copy_blob(base_repo, repo, layer)
         for blob in (runtime.blob, model.blob, parts.config):
             self._registry.push_blob(repo, blob)
-        self._registry.put_manifest(repo, parts.manifest.digest, parts.manifest)
+        self._put_manifest(repo, parts.manifest.digest, parts.manifest)
         signed = signer.sign_and_push(self._registry, repo, parts.manifest.digest, self._key)
         seconds = time.monotonic() - start
         size = sum(d.size for d in base.layers) + runtime.blob.size + model.blob.size
@@ -250,6 +250,12 @@ class ImageBuilder:
             f"{self._registry.host}/{repo}:{signed.tag}",
         )
         return image, parts.manifest.descriptor()
+
+    def _put_manifest(self, repo: str, reference: str, blob: oci.Blob) -> None:
+        """Push a manifest unless ``reference`` already names exactly these bytes."""
+        current = self._registry.head_manifest(repo, reference)
+        if current is None or current.digest != blob.digest:
+            self._registry.put_manifest(repo, reference, blob)
 
     def _copy_blob(self, source_repo: str, repo: str, desc: oci.Descriptor) -> None:
         """Give ``repo`` a base layer: nothing if present, a mount, else a copy."""
