@@ -19,16 +19,11 @@ cached base rootfs (built on first use: minutes). Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,31 +34,13 @@ from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.signer import sign_and_push
 from edgefleet.domain import signing
 from edgefleet.testing import baseimage
+from edgefleet.testing.files import file_server
 from edgefleet.testing.models import make_mlp
 from edgefleet.testing.registry import LocalRegistry
 from edgefleet_node.trust import cosign
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 Row = tuple[str, str, str]
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def _file_server(directory: Path) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _spec(url: str, sha: str, version: str) -> InferenceModelSpec:
@@ -93,7 +70,7 @@ def run(model_mb: float) -> list[Row]:
             LocalRegistry() as reg,
             RegistryClient(reg.url, ca_bundle=reg.ca_path) as client,
             httpx.Client(timeout=60) as http,
-            _file_server(work) as base_url,
+            file_server(work) as base_url,
         ):
             t0 = time.monotonic()
             baseimage.push_base_index(

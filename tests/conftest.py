@@ -7,9 +7,6 @@ started here on loopback and always torn down, also when a test fails.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +20,7 @@ from edgefleet.domain import signing
 from edgefleet.testing import baseimage, engine
 from edgefleet.testing import registry as registry_harness
 from edgefleet.testing.controlplane import ControlPlane
+from edgefleet.testing.files import file_server
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEGRATION_TIMEOUT = 300  # seconds per test, fixture start-up included
@@ -87,26 +85,12 @@ def base_index(registry_client) -> str:
     return baseimage.push_base_index(registry_client, BASE_REPO, BASE_ARCHES, tag=BASE_TAG)
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def model_files(tmp_path_factory) -> Iterator[tuple[Path, str]]:
     """A plain HTTP file server on 127.0.0.1 for model weights: (directory, base URL)."""
     directory = tmp_path_factory.mktemp("models")
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield directory, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with file_server(directory) as url:
+        yield directory, url
 
 
 @pytest.fixture(scope="session")

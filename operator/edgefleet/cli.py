@@ -1,64 +1,28 @@
 """The ``edgefleet`` command: the local demo, and tools for people who run edgefleet.
 
-``edgefleet demo`` starts a real local control plane (etcd, kube-apiserver,
-kube-controller-manager at the pinned versions), installs the CRDs, applies the
-example fleet and shows ``kubectl get edgefleet -A``.
+``edgefleet demo`` runs the system locally (see :mod:`edgefleet.demo`);
+``edgefleet operator`` runs the operator, configured by ``EDGEFLEET_*`` variables
+(see :mod:`edgefleet.handlers.operator`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
-import time
-from pathlib import Path
 
 import structlog
 
 from edgefleet import logs
-from edgefleet.testing.controlplane import ControlPlane
 
 __all__ = ["main"]
 
 log = structlog.get_logger("edgefleet.cli")
 
 
-def _repo_path(*parts: str) -> Path:
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent.joinpath(*parts)
-        if candidate.exists():
-            return candidate
-    raise SystemExit(f"cannot find {'/'.join(parts)}: run the demo from an edgefleet checkout")
-
-
 def _demo(args: argparse.Namespace) -> int:
-    crds, examples = _repo_path("crds"), _repo_path("manifests", "examples")
-    started = time.monotonic()
-    log.info("starting control plane", components="etcd, kube-apiserver, kube-controller-manager")
-    with ControlPlane(keep_dir=args.keep) as cp:
-        log.info("control plane ready", url=cp.url, seconds=round(time.monotonic() - started, 1))
-        cp.kubectl("apply", "--server-side", "-f", str(crds))
-        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds))
-        log.info("CRDs established", directory=str(crds))
-        applied = cp.kubectl("apply", "-f", str(examples))
-        for line in applied.stdout.splitlines():
-            log.info("applied", object=line)
-        print("\n$ kubectl get edgefleet -A", flush=True)
-        print(cp.kubectl("get", "edgefleet", "-A").stdout, flush=True)
-        if args.keep:
-            print(
-                f"Control plane running. Try:\n  export KUBECONFIG={cp.kubeconfig}\n"
-                f"  {cp.tools.kubectl} get edgefleet -A\nPress Ctrl-C to stop.",
-                flush=True,
-            )
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            with contextlib.suppress(KeyboardInterrupt):
-                stop.wait()
-        log.info("stopping control plane")
-    return 0
+    from edgefleet.demo import run_demo
+
+    return run_demo(keep=args.keep, builds=args.builds)
 
 
 def _operator(_args: argparse.Namespace) -> int:
@@ -85,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=sys.stdin.isatty(),
         help="keep running until Ctrl-C (default: when on a terminal)",
+    )
+    demo.add_argument(
+        "--builds",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run a registry and the operator, and build the example model",
     )
     demo.set_defaults(func=_demo)
     op = sub.add_parser("operator", help="run the operator (configured by EDGEFLEET_* variables)")
