@@ -179,3 +179,48 @@ def _status(url: str) -> int:
         return err.code
     except (urllib.error.URLError, OSError):
         return 0
+
+
+def test_model_from_an_oci_artifact(builder, registry, registry_client, model_files):
+    """ORAS-style: an artifact manifest whose one layer is the ONNX file, pinned by digest."""
+    fixture, _ = _model(model_files, seed=8)
+    repo = f"artifacts/{_name()}"
+    weights = oci.Blob(fixture.path.read_bytes(), "application/vnd.onnx.model")
+    empty = oci.Blob(b"{}", "application/vnd.oci.empty.v1+json")
+    for blob in (weights, empty):
+        registry_client.push_blob(repo, blob)
+    manifest = oci.Blob(
+        oci.canonical_json(
+            {
+                "schemaVersion": 2,
+                "mediaType": oci.OCI_MANIFEST,
+                "artifactType": "application/vnd.onnx.model",
+                "config": empty.descriptor().to_json(),
+                "layers": [weights.descriptor().to_json()],
+            }
+        ),
+        oci.OCI_MANIFEST,
+    )
+    registry_client.put_manifest(repo, manifest.digest, manifest)
+    spec = InferenceModelSpec.model_validate(
+        {
+            "version": "1.0.0",
+            "platforms": ["linux/amd64"],
+            "source": {
+                "oci": {
+                    "reference": f"{registry.host}/{repo}@{manifest.digest}",
+                    "layerMediaType": "application/vnd.onnx.model",
+                }
+            },
+        }
+    )
+    result = builder.build("tests", _name(), spec)
+    assert result.weights_sha256 == fixture.sha256
+    assert [i.platform for i in result.images] == ["linux/amd64"]
+    # A reference to another registry is refused with a clear message, nothing fetched.
+    other = spec.model_copy(deep=True)
+    assert other.source.oci is not None
+    other.source.oci.reference = f"registry.example.com/{repo}@{manifest.digest}"
+    with pytest.raises(BuildError) as err:
+        builder.build("tests", _name(), other)
+    assert "operator's registry" in err.value.message

@@ -276,7 +276,7 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
                 f"--cert-dir={d / 'kcm-certs'}",
-                "--use-service-account-credentials=false",
+                "--use-service-account-credentials=true",  # per-controller RBAC roles
             ],
         )
         # The controller-manager has no readiness endpoint worth trusting without
