@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,37 +18,15 @@ import pytest
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.signer import sign_and_push
 from edgefleet.domain import oci, signing
-from edgefleet.testing.registry import LocalRegistry, registry_unavailable
+from edgefleet.testing.controlplane import find_tools
+from edgefleet.testing.registry import LocalRegistry
 from edgefleet_node.trust import cosign
-
-COSIGN_VERSION = "v3.1.3"  # hack/tools/cosign/go.mod
-
-
-def cosign_binary() -> str | None:
-    configured = os.environ.get("EDGEFLEET_COSIGN")
-    if configured:
-        return configured
-    cache = Path(os.environ.get("EDGEFLEET_TOOLS_DIR", Path.home() / ".cache/edgefleet/tools"))
-    path = cache / "cosign" / COSIGN_VERSION / "cosign"
-    return str(path) if path.is_file() else None
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[LocalRegistry]:
-    if (why := registry_unavailable()) is not None:
-        pytest.skip(why)
-    with LocalRegistry() as reg:
-        yield reg
 
 
 @pytest.fixture(scope="module")
 def cosign_bin() -> str:
-    found = cosign_binary()
-    if found is None:
-        pytest.skip(
-            "cosign is not built; run `hack/tools.sh path cosign` (or set EDGEFLEET_COSIGN)"
-        )
-    return found
+    """The pinned cosign (hack/tools.sh builds it when missing)."""
+    return find_tools().cosign
 
 
 def run_cosign(

@@ -22,14 +22,6 @@ from edgefleet_node.trust import cosign
 PLATFORMS = [oci.Platform.parse("linux/amd64"), oci.Platform.parse("linux/arm64")]
 
 
-@pytest.fixture(scope="module")
-def registry() -> Iterator[LocalRegistry]:
-    if (why := registry_unavailable()) is not None:
-        pytest.skip(why)
-    with LocalRegistry() as reg:
-        yield reg
-
-
 @pytest.fixture
 def client(registry: LocalRegistry) -> Iterator[RegistryClient]:
     with RegistryClient(registry.url, ca_bundle=registry.ca_path) as c:

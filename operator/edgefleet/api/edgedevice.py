@@ -14,9 +14,9 @@ from pydantic import ConfigDict, Field
 from edgefleet.api.meta import (
     API_VERSION,
     ApiModel,
-    Condition,
     ConfigValues,
     ObjectMeta,
+    ObjectStatus,
     Platform,
     cel,
 )
@@ -80,17 +80,12 @@ class DeviceFacts(ApiModel):
     agent_version: str | None = Field(default=None, max_length=64)
 
 
-class EdgeDeviceStatus(ApiModel):
-    """Observed state of the device."""
+class EdgeDeviceStatus(ObjectStatus):
+    """Observed state of the device.
 
-    observed_generation: int | None = Field(default=None, ge=0)
-    """The generation the status describes."""
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=16,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    """Enrolled, Online, Ready, UpdateFailed, Reconciling, Stalled."""
+    Conditions: Enrolled, Online, Ready, UpdateFailed, Reconciling, Stalled.
+    """
+
     enrollment: Enrollment | None = None
     """Identity recorded at enrolment."""
     desired: Workload | None = None

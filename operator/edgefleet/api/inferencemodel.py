@@ -9,9 +9,9 @@ from pydantic import ConfigDict, Field
 from edgefleet.api.meta import (
     API_VERSION,
     ApiModel,
-    Condition,
     ConfigValues,
     ObjectMeta,
+    ObjectStatus,
     Platform,
     PlatformSet,
     cel,
@@ -161,17 +161,12 @@ class HistoryEntry(ApiModel):
     """When it was built (RFC 3339)."""
 
 
-class InferenceModelStatus(ApiModel):
-    """Observed state, written by the operator only."""
+class InferenceModelStatus(ObjectStatus):
+    """Observed state, written by the operator only.
 
-    observed_generation: int | None = Field(default=None, ge=0)
-    """The generation the status describes."""
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=16,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    """Built, Signed, Ready, Reconciling, Stalled."""
+    Conditions: Built, Signed, Ready, Reconciling, Stalled.
+    """
+
     repository: str | None = Field(default=None, max_length=1024)
     """Registry repository the images were pushed to."""
     index_digest: str | None = Field(default=None, pattern=r"^sha256:[a-f0-9]{64}$")

@@ -43,6 +43,7 @@ __all__ = [
     "LabelSelector",
     "LabelSelectorRequirement",
     "ObjectMeta",
+    "ObjectStatus",
     "Platform",
     "PlatformSet",
     "cel",
@@ -196,6 +197,19 @@ class Condition(ApiModel):
     """Machine-readable CamelCase reason for the last transition."""
     message: str = Field(default="", max_length=32768)
     """Human-readable details of the transition."""
+
+
+class ObjectStatus(ApiModel):
+    """What every kind's status has: the generation observed, and conditions."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The .metadata.generation the status describes."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Conditions in the metav1.Condition shape (types in edgefleet.api.conditions)."""
 
 
 class LabelSelectorRequirement(ApiModel):

@@ -15,12 +15,12 @@ from pydantic import ConfigDict, Field
 from edgefleet.api.meta import (
     API_VERSION,
     ApiModel,
-    Condition,
     ConfigValues,
     DnsLabel,
     Duration,
     LabelSelector,
     ObjectMeta,
+    ObjectStatus,
     cel,
 )
 
@@ -160,17 +160,12 @@ class DeviceCounts(ApiModel):
     offline: int = Field(default=0, ge=0)
 
 
-class RolloutStatus(ApiModel):
-    """Observed progress of the rollout."""
+class RolloutStatus(ObjectStatus):
+    """Observed progress of the rollout.
 
-    observed_generation: int | None = Field(default=None, ge=0)
-    """The generation the status describes."""
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=16,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    """Progressing, Healthy, Ready, Reconciling, Stalled."""
+    Conditions: Progressing, Healthy, Ready, Reconciling, Stalled.
+    """
+
     phase: RolloutPhase | None = None
     """Pending, Progressing, Paused, Completed, Aborted or Failed."""
     current_step: int | None = Field(default=None, ge=0)

@@ -35,7 +35,7 @@ from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
 
 __all__ = ["ControlPlane", "Tools", "find_tools"]
 
-_TOOL_NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+_TOOL_NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm", "cosign")
 _START_ATTEMPTS = 3
 
 
@@ -48,6 +48,7 @@ class Tools:
     kube_controller_manager: str
     kubectl: str
     helm: str
+    cosign: str
 
 
 def _repo_root() -> Path | None:
@@ -80,6 +81,7 @@ def find_tools() -> Tools:
         kube_controller_manager=found["kube-controller-manager"],
         kubectl=found["kubectl"],
         helm=found["helm"],
+        cosign=found["cosign"],
     )
 
 
