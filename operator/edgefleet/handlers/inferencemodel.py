@@ -26,7 +26,14 @@ from edgefleet.domain import modelstatus
 __all__ = ["ModelReconciler", "register"]
 
 PLURAL = "inferencemodels"
-RETRY_DELAY = 30.0
+#: Transient failures retry after 10 s, 20 s, 40 s … at most 5 minutes apart.
+RETRY_BASE, RETRY_MAX = 10.0, 300.0
+
+
+def retry_delay(retry: int) -> float:
+    """Seconds before the next attempt after ``retry`` failed ones (exponential, capped)."""
+    return float(min(RETRY_MAX, RETRY_BASE * 2 ** min(retry, 10)))
+
 
 log = structlog.get_logger("edgefleet.inferencemodel")
 
@@ -47,7 +54,7 @@ class ModelReconciler:
             GROUP, VERSION, namespace, PLURAL, name, {"status": status.wire()}
         )
 
-    def reconcile(self, body: dict[str, Any], event: EventSink) -> None:
+    def reconcile(self, body: dict[str, Any], event: EventSink, retry: int = 0) -> None:
         model = InferenceModel.model_validate(_strip_runtime_fields(body))
         ns, name = model.metadata.namespace or "default", model.metadata.name
         generation = model.metadata.generation or 0
@@ -55,7 +62,7 @@ class ModelReconciler:
         try:
             key = self.builder.build_key(model.spec)
         except BuildError as err:
-            self._fail(event, ns, name, model.status, generation, err)
+            self._fail(event, ns, name, model.status, generation, err, retry)
             return
         if modelstatus.is_current(model.status, key):
             if model.status is not None and model.status.observed_generation != generation:
@@ -64,9 +71,8 @@ class ModelReconciler:
                 )
             bound.info("up to date", build_key=key)
             return
-        self._write_status(
-            ns, name, modelstatus.building(model.status, generation=generation, build_key=key)
-        )
+        building = modelstatus.building(model.status, generation=generation, build_key=key)
+        self._write_status(ns, name, building)
         event(
             "Normal",
             Reason.BUILDING,
@@ -78,7 +84,7 @@ class ModelReconciler:
                 ns, name, model.spec, progress=lambda m: bound.info("build progress", step=m)
             )
         except BuildError as err:
-            self._fail(event, ns, name, model.status, generation, err)
+            self._fail(event, ns, name, building, generation, err, retry)
             return
         self._write_status(ns, name, _succeeded(model, generation, key, result))
         event("Normal", Reason.BUILD_SUCCEEDED, f"{result.repository}@{result.index_digest} signed")
@@ -94,6 +100,7 @@ class ModelReconciler:
         status: InferenceModelStatus | None,
         generation: int,
         err: BuildError,
+        retry: int,
     ) -> None:
         self._write_status(
             ns,
@@ -116,7 +123,7 @@ class ModelReconciler:
             permanent=err.permanent,
         )
         if not err.permanent:
-            raise kopf.TemporaryError(err.message, delay=RETRY_DELAY)
+            raise kopf.TemporaryError(err.message, delay=retry_delay(retry))
 
 
 def _succeeded(
@@ -163,11 +170,11 @@ def register(registry: kopf.OperatorRegistry, reconciler: ModelReconciler) -> No
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
-    def reconcile_model(body: kopf.Body, **_: Any) -> None:
+    def reconcile_model(body: kopf.Body, retry: int, **_: Any) -> None:
         def event(type_: str, reason: str, message: str) -> None:
             kopf.event(body, type=type_, reason=reason, message=message)
 
-        reconciler.reconcile(_plain(body), event)
+        reconciler.reconcile(_plain(body), event, retry)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
