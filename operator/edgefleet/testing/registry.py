@@ -35,8 +35,10 @@ from types import TracebackType
 
 import yaml
 
+from edgefleet.testing import tokenserver
 from edgefleet.testing.pki import CertificateAuthority
 from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
+from edgefleet.testing.tokenserver import TokenServer
 
 __all__ = [
     "Credentials",
@@ -122,6 +124,7 @@ class LocalRegistry:
         self,
         *,
         auth: bool | Credentials = False,
+        token_auth: bool = False,
         storage_dir: Path | None = None,
         ca: CertificateAuthority | None = None,
         binary: str | None = None,
@@ -137,12 +140,19 @@ class LocalRegistry:
         self.storage_dir = storage_dir or self.dir / "storage"
         self.ca = ca or CertificateAuthority("edgefleet-registry-ca")
         self.ca_path = self.ca.write(self.dir, "ca")
+        if token_auth and not auth:
+            auth = True  # the token server authenticates the user; it needs credentials
         if isinstance(auth, Credentials):
             self.credentials: Credentials | None = auth
         elif auth:
             self.credentials = Credentials("edgefleet", secrets.token_urlsafe(18))
         else:
             self.credentials = None
+        self.token_server: TokenServer | None = None
+        if token_auth and self.credentials is not None:
+            self.token_server = TokenServer(
+                self.dir, self.ca, self.credentials.username, self.credentials.password
+            )
         self.port = 0
         self._timeout = startup_timeout
         self._keep_dir = keep_dir
@@ -184,7 +194,16 @@ class LocalRegistry:
                 "headers": {"X-Content-Type-Options": ["nosniff"]},
             },
         }
-        if self.credentials is not None:
+        if self.token_server is not None:
+            config["auth"] = {
+                "token": {
+                    "realm": self.token_server.realm,
+                    "service": tokenserver.SERVICE,
+                    "issuer": tokenserver.ISSUER,
+                    "rootcertbundle": str(self.token_server.rootcertbundle),
+                }
+            }
+        elif self.credentials is not None:
             htpasswd = self.dir / "htpasswd"
             htpasswd.write_text(bcrypt_htpasswd_line(self.credentials) + "\n")
             config["auth"] = {"htpasswd": {"realm": "edgefleet", "path": str(htpasswd)}}
@@ -204,6 +223,8 @@ class LocalRegistry:
 
     def start(self) -> LocalRegistry:
         """Start on a free port; retry on a new one when the address was taken."""
+        if self.token_server is not None:
+            self.token_server.__enter__()
         for attempt in range(1, _START_ATTEMPTS + 1):
             self.port = free_port()
             config = self._write_config()
@@ -233,6 +254,9 @@ class LocalRegistry:
         if self._service is not None:
             self._service.stop()
             self._service = None
+        if self.token_server is not None:
+            self.token_server.__exit__(None, None, None)
+            self.token_server = None
         if not self._keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
