@@ -76,7 +76,7 @@ go_build() { # <set> <out-dir> <packages...>
   esac
   # go.sum is committed: -mod=readonly checks every module against it, so the
   # unreachable checksum database is not needed (GONOSUMDB-style trust in go.sum).
-  (cd "$here/tools/$set" && CGO_ENABLED=0 GOFLAGS=-mod=readonly GOSUMDB=off \
+  (cd "$here/tools/$set" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" GOSUMDB=off \
      go build -trimpath -ldflags "${ldflags[*]}" -o "$out/" "$@")
 }
 
