@@ -93,7 +93,9 @@ def run_demo(*, keep: bool, builds: bool) -> int:
                         DEMO_NS,
                         "-o",
                         "jsonpath={range .status.images[*]}{.platform}{'  '}"
-                        "{.digest}{'  '}{.sizeBytes}{' bytes\\n'}{end}",
+                        "{.digest}{'  '}{.sizeBytes}{' bytes  '}"
+                        "{.optimization.quantization}{' '}{.optimization.weightsBytes}"
+                        "{' '}{.optimization.probeMaxAbsError}{'\\n'}{end}",
                     )
             if keep:
                 _wait_for_ctrl_c(cp)

@@ -30,3 +30,5 @@ def test_demo_runs_the_fleet_and_builds_the_model(registry):
     assert any("True" in row and "Reconciled" in row for row in model_rows), out
     assert "linux/amd64  sha256:" in out
     assert "linux/arm64  sha256:" in out
+    amd64 = next(line for line in out.splitlines() if line.startswith("linux/amd64  sha256:"))
+    assert "Int8Dynamic" in amd64, "the example quantises the amd64 model; status says so"

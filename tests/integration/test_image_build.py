@@ -11,10 +11,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgefleet.api.conditions import Reason
-from edgefleet.api.inferencemodel import InferenceModelSpec
+from edgefleet.api.inferencemodel import InferenceModelSpec, Optimization
 from edgefleet.clients.imagebuilder import BuildError
 from edgefleet.domain import oci
 from edgefleet.testing.models import ModelFixture, make_mlp
@@ -113,12 +114,32 @@ def _trust_registry_in_docker(registry) -> Path:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm64"])
+@pytest.mark.parametrize(
+    ("platform", "quantization"),
+    [
+        ("linux/amd64", "None"),
+        ("linux/arm64", "None"),
+        ("linux/amd64", "Int8Dynamic"),
+        pytest.param(
+            "linux/arm64",
+            "Int8Dynamic",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="int8 MatMulInteger on arm64 onnxruntime 1.27 under qemu-user answers"
+                " wrongly (max error 2.5; the same model on amd64 with 1.27 or 1.32: 0.015);"
+                " not yet known whether real arm64 hardware is affected",
+            ),
+        ),
+    ],
+)
 def test_built_image_runs_and_answers_the_probe(
-    builder, registry, docker_engine, model_files, platform
+    builder, registry, docker_engine, model_files, platform, quantization
 ):
     fixture, url = _model(model_files, seed=6)
-    result = builder.build("tests", _name(), _spec(url, fixture.sha256))
+    spec = _spec(url, fixture.sha256).model_copy(
+        update={"optimizations": [Optimization(platforms=[platform], quantization=quantization)]}
+    )
+    result = builder.build("tests", _name(), spec)
     reference = f"{result.repository}@{result.index_digest}"
     certs = _trust_registry_in_docker(registry)
     port = free_port()
@@ -160,7 +181,11 @@ def test_built_image_runs_and_answers_the_probe(
         )
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
             answer = json.loads(response.read())
-        assert fixture.matches(answer["outputs"]), answer
+        if quantization == "None":
+            assert fixture.matches(answer["outputs"]), answer
+        else:  # int8 weights: close to the float answer, not equal
+            got = np.asarray(answer["outputs"][fixture.output_name], dtype=np.float32)
+            assert np.max(np.abs(got - fixture.expected_output)) < 0.05, answer
     finally:
         subprocess.run(
             [docker_engine.client, "rm", "-f", container], capture_output=True, check=False
@@ -224,3 +249,47 @@ def test_model_from_an_oci_artifact(builder, registry, registry_client, model_fi
     with pytest.raises(BuildError) as err:
         builder.build("tests", _name(), other)
     assert "operator's registry" in err.value.message
+
+
+def test_int8_quantisation_for_one_platform(builder, registry_client, model_files):
+    fixture, url = _model(model_files, seed=9, size=1_000_000)
+    spec = InferenceModelSpec.model_validate(
+        {
+            "version": "1.0.0",
+            "platforms": ["linux/amd64", "linux/arm64"],
+            "source": {"url": {"url": url, "sha256": fixture.sha256}},
+            "optimizations": [{"platforms": ["linux/arm64"], "quantization": "Int8Dynamic"}],
+            "probe": {
+                "inputName": fixture.input_name,
+                "shape": list(fixture.probe_input.shape),
+                "values": [float(v) for v in fixture.probe_input.ravel()],
+                "outputName": fixture.output_name,
+                "expected": [float(v) for v in fixture.expected_output.ravel()],
+                "tolerance": 0.05,
+            },
+        }
+    )
+    name = _name()
+    first = builder.build("tests", name, spec)
+    by_platform = {i.platform: i for i in first.images}
+    amd64, arm64 = by_platform["linux/amd64"], by_platform["linux/arm64"]
+    assert amd64.optimized is None
+    assert arm64.quantization == "Int8Dynamic"
+    opt = arm64.optimized
+    assert opt is not None
+    assert len(opt.weights) < opt.original_bytes / 2, "int8 weights are much smaller"
+    assert opt.probe_max_abs_error is not None
+    assert opt.probe_max_abs_error < 0.05
+    assert opt.probe_passes is True
+    assert arm64.model_layer_bytes < amd64.model_layer_bytes
+    # The server in the image is told the quantised file's hash, so it can verify it.
+    repo = first.repository.split("/", 1)[1]
+    data, media_type, _ = registry_client.get_manifest(repo, arm64.digest)
+    config_digest = oci.parse_manifest(data, media_type).config.digest
+    config = oci.parse_config(registry_client.get_blob(repo, config_digest))
+    env = dict(e.split("=", 1) for e in config.document["config"]["Env"])
+    assert env["EDGEFLEET_MODEL_SHA256"] == opt.sha256
+    # Quantisation is deterministic: the same inputs give the same digests, nothing sent.
+    second = builder.build("tests", name, spec)
+    assert [i.digest for i in second.images] == [i.digest for i in first.images]
+    assert second.bytes_uploaded == 0

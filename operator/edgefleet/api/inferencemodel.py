@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from edgefleet.api.meta import (
     API_VERSION,
@@ -18,6 +18,7 @@ from edgefleet.api.meta import (
 )
 
 __all__ = [
+    "AppliedOptimization",
     "BuiltImage",
     "HistoryEntry",
     "InferenceModel",
@@ -86,13 +87,58 @@ class RuntimeSpec(ApiModel):
     """Intra-op threads the runtime may use on the device."""
 
 
+Quantization = Literal["None", "Int8Dynamic"]
+
+
 class Optimization(ApiModel):
     """A per-platform optimisation applied at build time."""
 
     platforms: PlatformSet
     """Platforms the optimisation applies to."""
-    quantization: Literal["None", "Int8Dynamic"] = "None"
-    """Int8Dynamic quantises weights to int8 (dynamic quantisation for CPU targets)."""
+    quantization: Quantization = "None"
+    """Int8Dynamic quantises MatMul/Gemm weights to int8 (dynamic quantisation, for CPUs)."""
+
+
+_DISJOINT = "self.all(a, self.all(b, a == b || !a.platforms.exists(p, p in b.platforms)))"
+
+
+def _disjoint(optimizations: list[Optimization]) -> list[Optimization]:
+    for a in optimizations:
+        for b in optimizations:
+            if a != b and set(a.platforms) & set(b.platforms):
+                raise ValueError("a platform may appear in only one optimization")
+    return optimizations
+
+
+Optimizations = Annotated[
+    list[Optimization],
+    AfterValidator(_disjoint),
+    Field(
+        max_length=3,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(_DISJOINT, "a platform may appear in only one optimization")
+            ]
+        },
+    ),
+]
+
+
+class AppliedOptimization(ApiModel):
+    """What an optimisation did to one platform's model, measured on the probe input."""
+
+    quantization: Quantization
+    """The quantisation applied."""
+    weights_bytes: int = Field(ge=0)
+    """Size of the optimised model file."""
+    original_weights_bytes: int = Field(ge=0)
+    """Size of the model file before optimisation."""
+    probe_max_abs_error: float | None = Field(default=None, ge=0)
+    """Largest absolute difference from the original model's answer to the probe."""
+    probe_passes: bool | None = None
+    """Whether the optimised answer is within the probe's tolerance of the expected one."""
+    latency_ratio: float | None = Field(default=None, ge=0)
+    """Optimised ÷ original median probe latency, measured on the build host."""
 
 
 class Probe(ApiModel):
@@ -125,8 +171,8 @@ class InferenceModelSpec(ApiModel):
     """Serving runtime and its settings."""
     platforms: PlatformSet
     """Target platforms, e.g. linux/amd64, linux/arm64, linux/arm/v7."""
-    optimizations: list[Optimization] = Field(default_factory=list, max_length=3)
-    """Optional per-platform optimisations."""
+    optimizations: Optimizations = Field(default_factory=list)
+    """Optional per-platform optimisations; a platform appears in at most one."""
     probe: Probe | None = None
     """Health probe: a sample input and the answer that counts as correct."""
     config: ConfigValues = Field(default_factory=dict)
@@ -148,6 +194,8 @@ class BuiltImage(ApiModel):
     """Wall-clock time the build of this platform took."""
     signature: str | None = Field(default=None, max_length=1024)
     """Reference of the cosign signature manifest (…:sha256-<hex>.sig)."""
+    optimization: AppliedOptimization | None = None
+    """The optimisation applied to this platform's model, and what it cost."""
 
 
 class HistoryEntry(ApiModel):

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgefleet.api.conditions import Reason
 from edgefleet.api.inferencemodel import InferenceModelSpec
-from edgefleet.clients import modelsource, signer, wheels
+from edgefleet.clients import modelsource, modelvariants, optimizer, signer, wheels
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.registry_errors import RegistryError
 from edgefleet.domain import modelimage, oci, runtime_pins
@@ -63,6 +63,8 @@ class PlatformImage:
     model_layer_bytes: int
     build_seconds: float
     signature: str
+    quantization: str = "None"
+    optimized: optimizer.OptimizedModel | None = None
 
 
 @dataclass(frozen=True)
@@ -136,14 +138,6 @@ class ImageBuilder:
         say = progress or (lambda _m: None)
         for platform in spec.platforms:
             _runtime(platform)  # fail before any download for an unsupported platform
-        for opt in spec.optimizations:
-            if opt.quantization != "None":
-                raise BuildError(
-                    Reason.INVALID_SPEC,
-                    f"{opt.quantization} quantisation is not implemented yet;"
-                    " remove it from spec.optimizations",
-                    permanent=True,
-                )
         with self._slots:
             return self._build(namespace, name, spec, say)
 
@@ -153,18 +147,27 @@ class ImageBuilder:
         before = self._registry.snapshot()
         weights, sha = self._weights(spec)
         say(f"weights {sha[:12]} ({len(weights)} bytes)")
-        model = modelimage.model_layer(weights)
+        try:
+            variants = modelvariants.prepare_variants(spec, weights, sha, say)
+        except optimizer.OptimizationError as exc:
+            raise BuildError(Reason.BUILD_FAILED, str(exc), permanent=True) from exc
         source = spec.source.url.url if spec.source.url else spec.source.oci.reference  # type: ignore[union-attr]
-        meta = modelimage.ModelMeta(
-            namespace, name, spec.version, sha, source, threads=spec.runtime.threads
-        )
         repo = modelimage.repository_for(self._settings.repository_prefix, namespace, name)
         index, _ = self._base_index()
         images: list[PlatformImage] = []
         entries: list[tuple[oci.Descriptor, oci.Platform]] = []
         try:
             for platform in spec.platforms:
-                image, desc = self._build_platform(repo, platform, index, model, meta, say)
+                variant = variants[platform]
+                meta = modelimage.ModelMeta(
+                    namespace,
+                    name,
+                    spec.version,
+                    variant.weights_sha256,
+                    source,
+                    threads=spec.runtime.threads,
+                )
+                image, desc = self._build_platform(repo, platform, index, variant, meta, say)
                 images.append(image)
                 entries.append((desc, oci.Platform.parse(platform)))
             index_blob = oci.image_index(
@@ -212,7 +215,7 @@ class ImageBuilder:
         repo: str,
         platform: str,
         index: oci.ImageIndex,
-        model: oci.Layer,
+        variant: modelvariants.ModelVariant,
         meta: modelimage.ModelMeta,
         say: Progress,
     ) -> tuple[PlatformImage, oci.Descriptor]:
@@ -231,6 +234,7 @@ class ImageBuilder:
                 Reason.BUILD_FAILED, f"base image for {platform}: {exc}", permanent=False
             ) from exc
         runtime = self._runtime_layer(platform)
+        model = variant.layer
         parts = modelimage.assemble(base_config, base.layers, runtime, model, meta)
         for layer in base.layers:
             self._copy_blob(base_repo, repo, layer)
@@ -248,6 +252,8 @@ class ImageBuilder:
             model.blob.size,
             round(seconds, 3),
             f"{self._registry.host}/{repo}:{signed.tag}",
+            variant.quantization,
+            variant.optimized,
         )
         return image, parts.manifest.descriptor()
 

@@ -20,7 +20,7 @@ from kubernetes import client
 from edgefleet.api import GROUP, VERSION, InferenceModel
 from edgefleet.api.conditions import Reason
 from edgefleet.api.inferencemodel import BuiltImage, InferenceModelStatus
-from edgefleet.clients.imagebuilder import BuildError, BuildResult, ImageBuilder
+from edgefleet.clients.imagebuilder import BuildError, BuildResult, ImageBuilder, PlatformImage
 from edgefleet.domain import modelstatus
 
 __all__ = ["ModelReconciler", "register"]
@@ -129,19 +129,7 @@ class ModelReconciler:
 def _succeeded(
     model: InferenceModel, generation: int, key: str, result: BuildResult
 ) -> InferenceModelStatus:
-    images = [
-        BuiltImage.model_validate(
-            {
-                "platform": i.platform,
-                "digest": i.digest,
-                "size_bytes": i.size_bytes,
-                "model_layer_bytes": i.model_layer_bytes,
-                "build_seconds": i.build_seconds,
-                "signature": i.signature,
-            }
-        )
-        for i in result.images
-    ]
+    images = [BuiltImage.model_validate(_image_status(i)) for i in result.images]
     return modelstatus.succeeded(
         model.status,
         generation=generation,
@@ -151,6 +139,28 @@ def _succeeded(
         index_digest=result.index_digest,
         images=images,
     )
+
+
+def _image_status(image: PlatformImage) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "platform": image.platform,
+        "digest": image.digest,
+        "size_bytes": image.size_bytes,
+        "model_layer_bytes": image.model_layer_bytes,
+        "build_seconds": image.build_seconds,
+        "signature": image.signature,
+    }
+    if image.optimized is not None:
+        opt = image.optimized
+        doc["optimization"] = {
+            "quantization": image.quantization,
+            "weights_bytes": len(opt.weights),
+            "original_weights_bytes": opt.original_bytes,
+            "probe_max_abs_error": opt.probe_max_abs_error,
+            "probe_passes": opt.probe_passes,
+            "latency_ratio": opt.latency_ratio,
+        }
+    return doc
 
 
 def _strip_runtime_fields(body: dict[str, Any]) -> dict[str, Any]:
