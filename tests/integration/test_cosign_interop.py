@@ -18,8 +18,8 @@ import pytest
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.signer import sign_and_push
 from edgefleet.domain import oci, signing
-from edgefleet.testing.controlplane import find_tools
 from edgefleet.testing.registry import LocalRegistry
+from edgefleet.testing.tools import find_tools
 from edgefleet_node.trust import cosign
 
 

@@ -10,7 +10,6 @@ the manifest; then push and sign the image index. Every failure is a
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgefleet.api.conditions import Reason
 from edgefleet.api.inferencemodel import InferenceModelSpec
-from edgefleet.clients import modelsource, modelvariants, optimizer, signer, wheels
+from edgefleet.clients import (
+    modelsource,
+    modelvariants,
+    optimizer,
+    runtimecache,
+    signer,
+    wheels,
+)
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.registry_errors import RegistryError
 from edgefleet.domain import modelimage, oci, runtime_pins
@@ -96,7 +102,7 @@ class ImageBuilder:
         self._http = http
         self._registry_for = registry_for or self._only_our_registry
         self._slots = threading.BoundedSemaphore(settings.max_concurrent_builds)
-        self._layer_lock = threading.Lock()
+        self._runtime_layers = runtimecache.RuntimeLayerCache(settings.cache_dir)
 
     def _only_our_registry(self, host: str) -> RegistryClient:
         if host != self._registry.host:
@@ -233,7 +239,7 @@ class ImageBuilder:
             raise BuildError(
                 Reason.BUILD_FAILED, f"base image for {platform}: {exc}", permanent=False
             ) from exc
-        runtime = self._runtime_layer(platform)
+        runtime = self._runtime_layers.layer(_runtime(platform))
         model = variant.layer
         parts = modelimage.assemble(base_config, base.layers, runtime, model, meta)
         for layer in base.layers:
@@ -271,38 +277,6 @@ class ImageBuilder:
             return
         data = self._registry.get_blob(source_repo, desc.digest)
         self._registry.push_blob(repo, oci.Blob(data, desc.media_type))
-
-    def _runtime_layer(self, platform: str) -> oci.Layer:
-        """The runtime layer of ``platform``, built once per input set and kept on disk."""
-        runtime = _runtime(platform)
-        sources = wheels.serving_sources()
-        key = modelimage.build_key(
-            {}, base_index="", runtime_keys={platform: runtime.cache_key()}, serving_sources=sources
-        ).removeprefix("sha256:")[:32]
-        directory = self._settings.cache_dir / "runtime-layers"
-        blob_path, meta_path = directory / f"{key}.tar.gz", directory / f"{key}.json"
-        with self._layer_lock:
-            if blob_path.is_file() and meta_path.is_file():
-                meta = json.loads(meta_path.read_text())
-                blob = oci.Blob(blob_path.read_bytes(), oci.OCI_LAYER_GZIP)
-                if blob.digest == meta["digest"]:
-                    return oci.Layer(blob, meta["diff_id"], meta["uncompressed_size"])
-            entries = wheels.runtime_layer_entries(platform, self._settings.cache_dir / "wheels")
-            layer = oci.build_layer(entries)
-            directory.mkdir(parents=True, exist_ok=True)
-            tmp = blob_path.with_suffix(".part")
-            tmp.write_bytes(layer.blob.data)
-            tmp.replace(blob_path)
-            meta_path.write_text(
-                json.dumps(
-                    {
-                        "digest": layer.blob.digest,
-                        "diff_id": layer.diff_id,
-                        "uncompressed_size": layer.uncompressed_size,
-                    }
-                )
-            )
-            return layer
 
 
 def _runtime(platform: str) -> runtime_pins.RuntimePins:

@@ -14,7 +14,6 @@ Used by the pytest fixtures and by ``edgefleet demo``::
 
 from __future__ import annotations
 
-import os
 import shutil
 import ssl
 import subprocess
@@ -22,7 +21,6 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -32,57 +30,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgefleet.testing.pki import CertificateAuthority, write_private
 from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
+from edgefleet.testing.tools import Tools, find_tools
 
-__all__ = ["ControlPlane", "Tools", "find_tools"]
+__all__ = ["ControlPlane"]
 
-_TOOL_NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm", "cosign")
 _START_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class Tools:
-    """Absolute paths of the pinned binaries."""
-
-    etcd: str
-    kube_apiserver: str
-    kube_controller_manager: str
-    kubectl: str
-    helm: str
-    cosign: str
-
-
-def _repo_root() -> Path | None:
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "hack" / "tools.sh").is_file():
-            return parent
-    return None
-
-
-def find_tools() -> Tools:
-    """Paths from ``EDGEFLEET_<TOOL>`` variables, else from ``hack/tools.sh env``.
-
-    ``hack/tools.sh`` builds (or downloads) whatever is missing, once, into its cache.
-    """
-    env_names = {n: "EDGEFLEET_" + n.upper().replace("-", "_") for n in _TOOL_NAMES}
-    found = {n: os.environ.get(v, "") for n, v in env_names.items()}
-    if not all(found.values()):
-        root = _repo_root()
-        if root is None:
-            missing = ", ".join(v for n, v in env_names.items() if not found[n])
-            raise ServiceError(f"set {missing} to the tool binaries, or run from a checkout")
-        out = subprocess.run(
-            [str(root / "hack" / "tools.sh"), "env"], check=True, capture_output=True, text=True
-        ).stdout
-        pairs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        found = {n: found[n] or pairs[env_names[n]] for n in _TOOL_NAMES}
-    return Tools(
-        etcd=found["etcd"],
-        kube_apiserver=found["kube-apiserver"],
-        kube_controller_manager=found["kube-controller-manager"],
-        kubectl=found["kubectl"],
-        helm=found["helm"],
-        cosign=found["cosign"],
-    )
 
 
 def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
