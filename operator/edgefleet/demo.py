@@ -144,14 +144,7 @@ def _build_example_model(cp: ControlPlane, stack: contextlib.ExitStack) -> None:
     model["spec"]["source"] = {
         "url": {"url": f"{url}/{fixture.path.name}", "sha256": fixture.sha256}
     }
-    model["spec"]["probe"] = {
-        "inputName": fixture.input_name,
-        "shape": list(fixture.probe_input.shape),
-        "values": [float(v) for v in fixture.probe_input.ravel()],
-        "outputName": fixture.output_name,
-        "expected": [float(v) for v in fixture.expected_output.ravel()],
-        "tolerance": 0.001,
-    }
+    model["spec"]["probe"] = fixture.probe_spec(tolerance=0.001)
     cp.kubectl("apply", "-f", "-", input_text=json.dumps(model))
     log.info("model applied", model=MODEL, weights=str(fixture.path.name), bytes=fixture.size)
     _follow_conditions(cp, operator.check_alive)

@@ -259,14 +259,7 @@ def test_int8_quantisation_for_one_platform(builder, registry_client, model_file
             "platforms": ["linux/amd64", "linux/arm64"],
             "source": {"url": {"url": url, "sha256": fixture.sha256}},
             "optimizations": [{"platforms": ["linux/arm64"], "quantization": "Int8Dynamic"}],
-            "probe": {
-                "inputName": fixture.input_name,
-                "shape": list(fixture.probe_input.shape),
-                "values": [float(v) for v in fixture.probe_input.ravel()],
-                "outputName": fixture.output_name,
-                "expected": [float(v) for v in fixture.expected_output.ravel()],
-                "tolerance": 0.05,
-            },
+            "probe": fixture.probe_spec(tolerance=0.05),
         }
     )
     name = _name()

@@ -63,3 +63,13 @@ def test_onnxruntime_gives_the_expected_output(tmp_path: Path) -> None:
 def test_rejects_a_non_positive_target(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="target_bytes must be positive"):
         make_mlp(tmp_path / "m.onnx", target_bytes=0, seed=0)
+
+
+def test_probe_spec_is_a_valid_inference_model_probe(tmp_path):
+    from edgefleet.api.inferencemodel import Probe
+
+    fixture = make_mlp(tmp_path / "m.onnx", target_bytes=50_000, seed=1)
+    probe = Probe.model_validate(fixture.probe_spec(tolerance=0.01))
+    assert probe.shape == list(fixture.probe_input.shape)
+    assert len(probe.values) == fixture.probe_input.size
+    assert len(probe.expected) == fixture.expected_output.size

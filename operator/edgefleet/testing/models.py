@@ -50,6 +50,17 @@ class ModelFixture:
         """The ``/v1/predict`` body for the probe input."""
         return {"inputs": {self.input_name: self.probe_input.tolist()}}
 
+    def probe_spec(self, tolerance: float) -> dict[str, Any]:
+        """The InferenceModel ``spec.probe`` (camelCase) for this model's probe."""
+        return {
+            "inputName": self.input_name,
+            "shape": list(self.probe_input.shape),
+            "values": [float(v) for v in self.probe_input.ravel()],
+            "outputName": self.output_name,
+            "expected": [float(v) for v in self.expected_output.ravel()],
+            "tolerance": tolerance,
+        }
+
     def matches(self, outputs: dict[str, Any]) -> bool:
         """Whether a ``/v1/predict`` ``outputs`` object holds the expected answer."""
         got = outputs.get(self.output_name)
