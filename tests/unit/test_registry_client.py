@@ -185,3 +185,44 @@ def test_transport_failures_become_registry_errors():
     with reg, pytest.raises(RegistryError) as info:
         reg.has_blob("m", blob(b"x").digest)
     assert info.value.code == "TRANSPORT"
+
+
+def test_transient_failures_are_retried_with_backoff():
+    answers = iter([503, 429, 200])
+    slept: list[float] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            next(answers), headers={"Docker-Content-Digest": "sha256:" + "a" * 64}
+        )
+
+    reg = RegistryClient(BASE, transport=httpx.MockTransport(flaky), sleep=slept.append)
+    assert reg.has_blob("team/model", "sha256:" + "a" * 64)
+    assert slept == [0.5, 1.0]
+
+
+def test_retries_give_up_and_report_the_last_error():
+    calls = []
+
+    def down(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        return httpx.Response(503)
+
+    reg = RegistryClient(BASE, transport=httpx.MockTransport(down), sleep=lambda _s: None)
+    with pytest.raises(RegistryError) as err:
+        reg.has_blob("team/model", "sha256:" + "a" * 64)
+    assert err.value.status == 503
+    assert len(calls) == 4  # one try and three retries
+
+
+def test_client_errors_are_not_retried():
+    calls = []
+
+    def forbidden(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(403)
+
+    reg = RegistryClient(BASE, transport=httpx.MockTransport(forbidden))
+    with pytest.raises(RegistryError):
+        reg.has_blob("team/model", "sha256:" + "a" * 64)
+    assert len(calls) == 1

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -65,6 +66,8 @@ class RegistryClient:
         transport: httpx.BaseTransport | None = None,
         timeout: float = 60.0,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        retries: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._transport = registry_transport.RegistryTransport(
             base_url,
@@ -73,6 +76,8 @@ class RegistryClient:
             password=password,
             transport=transport,
             timeout=timeout,
+            retries=retries,
+            sleep=sleep,
         )
         self._call = self._transport.call
         self._chunk_size = chunk_size

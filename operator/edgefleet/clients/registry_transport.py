@@ -1,6 +1,8 @@
 """The HTTP layer of the registry client: auth-aware calls with bounded bodies.
 
-One :meth:`RegistryTransport.call` sends a request, answers at most one 401 challenge
+One :meth:`RegistryTransport.call` sends a request, retries it on transient failures
+(429, 502, 503, 504, connection errors) with exponential backoff — except chunk
+``PATCH``es, whose offsets make a blind retry unsafe — answers at most one 401 challenge
 (through :class:`~edgefleet.clients.registry_auth.Authenticator`), reads the body up
 to a limit and turns error responses and transport failures into typed
 :class:`~edgefleet.clients.registry_errors.RegistryError` exceptions. Credentials go
@@ -10,7 +12,8 @@ only to the registry's own origin (and the token realm), never into messages.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import httpx
@@ -25,6 +28,12 @@ from edgefleet.clients.registry_errors import (
 __all__ = ["RegistryTransport"]
 
 _MAX_ERROR_BODY = 64 * 1024
+_TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+_BACKOFF_BASE, _BACKOFF_MAX = 0.5, 8.0
+
+
+def _transient(err: RegistryError) -> bool:
+    return err.status in _TRANSIENT_STATUS or err.code == "TRANSPORT"
 
 
 class RegistryTransport:
@@ -39,7 +48,11 @@ class RegistryTransport:
         password: str | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 60.0,
+        retries: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._retries = retries
+        self._sleep = sleep
         self.base = httpx.URL(base_url.rstrip("/") + "/")
         if self.base.scheme not in ("https", "http"):
             raise ValueError(f"registry URL {base_url!r} must be https://host[:port]")
@@ -64,6 +77,40 @@ class RegistryTransport:
         return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
 
     def call(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        scopes: Sequence[str],
+        operation: str,
+        ok: Collection[int],
+        limit: int = _MAX_ERROR_BODY,
+        params: dict[str, str] | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[httpx.Response, bytes]:
+        """Send, retrying transient failures; return the response and its bounded body."""
+        retries = 0 if method == "PATCH" else self._retries
+        for attempt in range(retries + 1):
+            try:
+                return self._call_once(
+                    method,
+                    url,
+                    scopes=scopes,
+                    operation=operation,
+                    ok=ok,
+                    limit=limit,
+                    params=params,
+                    content=content,
+                    headers=headers,
+                )
+            except RegistryError as err:
+                if attempt == retries or not _transient(err):
+                    raise
+                self._sleep(min(_BACKOFF_MAX, _BACKOFF_BASE * 2**attempt))
+        raise AssertionError("unreachable: the last attempt always returns or raises")
+
+    def _call_once(
         self,
         method: str,
         url: httpx.URL | str,
