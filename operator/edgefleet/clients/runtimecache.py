@@ -9,13 +9,13 @@ see half a layer; a cached blob whose digest does not match its record is rebuil
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import tempfile
 import threading
 from pathlib import Path
 
+from edgefleet import filelock
 from edgefleet.clients import wheels
 from edgefleet.domain import modelimage, oci, runtime_pins
 
@@ -47,8 +47,7 @@ class RuntimeLayerCache:
         ).removeprefix("sha256:")[:32]
         self._dir.mkdir(parents=True, exist_ok=True)
         blob_path, meta_path = self._dir / f"{key}.tar.gz", self._dir / f"{key}.json"
-        with self._lock, (self._dir / f".{key}.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._lock, filelock.locked(self._dir / f".{key}.lock"):
             if blob_path.is_file() and meta_path.is_file():
                 meta = json.loads(meta_path.read_text())
                 blob = oci.Blob(blob_path.read_bytes(), oci.OCI_LAYER_GZIP)

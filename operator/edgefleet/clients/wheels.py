@@ -11,8 +11,6 @@ cache only after it verified, by an atomic rename. A cache hit is re-verified.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib.resources
 import os
@@ -20,9 +18,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from edgefleet import filelock
 from edgefleet.domain import runtime_layer
 from edgefleet.domain.oci import FileEntry
 from edgefleet.domain.runtime_lock import LOCK_FILE, LockedWheel, RuntimeLock, parse_lock
@@ -104,16 +103,6 @@ def _verify(directory: Path, wheels: Sequence[LockedWheel]) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def fetch_wheels(
     platform: str, cache_dir: Path, *, lock: RuntimeLock | None = None, python: str = sys.executable
 ) -> list[Path]:
@@ -128,7 +117,7 @@ def fetch_wheels(
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = runtime.cache_key()
     target = cache_dir / key
-    with _locked(cache_dir / f".{key}.lock"):
+    with filelock.locked(cache_dir / f".{key}.lock"):
         if _verify(target, wheels) is not None:
             staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
             try:

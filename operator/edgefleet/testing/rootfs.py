@@ -21,17 +21,17 @@ CLI (:mod:`edgefleet.testing.rootfs_cli`)::
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edgefleet import filelock
 
 __all__ = [
     "DEFAULT_MIRROR",
@@ -167,16 +167,6 @@ class Rootfs:
     seconds: float
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _run_mmdebstrap(
     argv: Sequence[str], *, timeout: float, progress: Progress, prefix: str, log_path: Path
 ) -> None:
@@ -244,7 +234,7 @@ def ensure_rootfs(
             f"{prefix}: building needs root (mmdebstrap --mode=root); "
             "run `sudo python -m edgefleet.testing.rootfs build` once"
         )
-    with _locked(directory / f"{spec.key}.lock"):
+    with filelock.locked(directory / f"{spec.key}.lock"):
         if target.is_file():  # another run built it while we waited for the lock
             say(f"{prefix}: built by another run meanwhile")
             return Rootfs(spec, target, target.stat().st_size, built=False, seconds=0.0)
