@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from edgefleet_node import strictjson
 
 __all__ = [
     "COSIGN_SIGNATURE_TYPE",
@@ -118,31 +119,8 @@ def load_public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise SignatureError(f"duplicate JSON key {key!r}")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise SignatureError(f"invalid JSON constant {name}")
-
-
 def _strict_json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_reject_constant,
-        )
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise SignatureError(f"{what} is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise SignatureError(f"{what} must be a JSON object")
-    return value
+    return strictjson.loads_object(data, what, SignatureError)
 
 
 def _object(parent: Mapping[str, Any], key: str, what: str, allowed: set[str]) -> dict[str, Any]:

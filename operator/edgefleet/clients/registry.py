@@ -135,19 +135,17 @@ class RegistryClient:
                 f"registry reports digest {reported}, we sent {digest}", operation=operation
             )
 
-    def push_blob(self, repo: str, blob: oci.Blob, mount_from: str | None = None) -> PushOutcome:
-        """Make ``repo`` hold ``blob``: skip if present, else mount or upload it."""
-        mount_from = None if mount_from == repo else mount_from
+    def _start_upload(
+        self, repo: str, digest: str, mount_from: str | None, operation: str
+    ) -> tuple[httpx.Response | None, list[str]]:
+        """Open an upload session, trying a mount first; (None, scopes) when mounted."""
         scopes = registry_model.scopes(repo, push=True, mount_from=mount_from)
-        operation = f"push blob {repo}@{blob.digest}"
-        if self._head_blob(repo, blob.digest, scopes):
-            self._count(blobs_skipped=1)
-            return PushOutcome.SKIPPED
-        params = (
-            {}
-            if mount_from is None
-            else {"mount": blob.digest, "from": registry_model.check_repo(mount_from)}
-        )
+        params = {}
+        if mount_from is not None:
+            params = {
+                "mount": oci.check_digest(digest),
+                "from": registry_model.check_repo(mount_from),
+            }
         response, _ = self._call(
             "POST",
             f"v2/{registry_model.check_repo(repo)}/blobs/uploads/",
@@ -158,10 +156,24 @@ class RegistryClient:
             headers={"Content-Length": "0"},
         )
         if response.status_code == 201:
-            self._check_reported(response, blob.digest, operation)
+            self._check_reported(response, digest, operation)
             self._count(blobs_mounted=1)
+            return None, scopes
+        return response, scopes
+
+    def push_blob(self, repo: str, blob: oci.Blob, mount_from: str | None = None) -> PushOutcome:
+        """Make ``repo`` hold ``blob``: skip if present, else mount or upload it."""
+        mount_from = None if mount_from == repo else mount_from
+        operation = f"push blob {repo}@{blob.digest}"
+        # One scope set for the HEAD and the upload: one token under Bearer auth.
+        scopes = registry_model.scopes(repo, push=True, mount_from=mount_from)
+        if self._head_blob(repo, blob.digest, scopes):
+            self._count(blobs_skipped=1)
+            return PushOutcome.SKIPPED
+        session, scopes = self._start_upload(repo, blob.digest, mount_from, operation)
+        if session is None:
             return PushOutcome.MOUNTED
-        self._upload(response, blob, scopes, operation)
+        self._upload(session, blob, scopes, operation)
         with self._lock:
             self.stats.blobs_uploaded += 1
             self.stats.uploaded_digests.append(blob.digest)
@@ -170,27 +182,13 @@ class RegistryClient:
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Cross-repo mount of ``digest`` from ``from_repo``; False if the registry
         declined (it then opened an upload session, which is cancelled)."""
-        scopes = registry_model.scopes(repo, push=True, mount_from=from_repo)
         operation = f"mount blob {repo}@{digest} from {from_repo}"
-        response, _ = self._call(
-            "POST",
-            f"v2/{registry_model.check_repo(repo)}/blobs/uploads/",
-            scopes=scopes,
-            operation=operation,
-            ok=(201, 202),
-            params={
-                "mount": oci.check_digest(digest),
-                "from": registry_model.check_repo(from_repo),
-            },
-            headers={"Content-Length": "0"},
-        )
-        if response.status_code == 201:
-            self._check_reported(response, digest, operation)
-            self._count(blobs_mounted=1)
+        session, scopes = self._start_upload(repo, digest, from_repo, operation)
+        if session is None:
             return True
         self._call(
             "DELETE",
-            self._location(response, operation),
+            self._location(session, operation),
             scopes=scopes,
             operation=f"cancel upload {repo}",
             ok=(204, 404),

@@ -15,6 +15,7 @@ import ssl
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import httpx
 
@@ -25,11 +26,26 @@ from edgefleet.clients.registry_errors import (
     error_from_response,
 )
 
-__all__ = ["RegistryTransport"]
+__all__ = ["CallOptions", "RegistryTransport"]
 
 _MAX_ERROR_BODY = 64 * 1024
 _TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 _BACKOFF_BASE, _BACKOFF_MAX = 0.5, 8.0
+
+
+class _Required(TypedDict):
+    scopes: Sequence[str]
+    operation: str
+    ok: Collection[int]
+
+
+class CallOptions(_Required, total=False):
+    """What one registry request needs besides its method and URL."""
+
+    limit: int
+    params: dict[str, str] | None
+    content: bytes | None
+    headers: dict[str, str] | None
 
 
 def _transient(err: RegistryError) -> bool:
@@ -77,33 +93,13 @@ class RegistryTransport:
         return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
 
     def call(
-        self,
-        method: str,
-        url: httpx.URL | str,
-        *,
-        scopes: Sequence[str],
-        operation: str,
-        ok: Collection[int],
-        limit: int = _MAX_ERROR_BODY,
-        params: dict[str, str] | None = None,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
+        self, method: str, url: httpx.URL | str, **request: Unpack[CallOptions]
     ) -> tuple[httpx.Response, bytes]:
         """Send, retrying transient failures; return the response and its bounded body."""
         retries = 0 if method == "PATCH" else self._retries
         for attempt in range(retries + 1):
             try:
-                return self._call_once(
-                    method,
-                    url,
-                    scopes=scopes,
-                    operation=operation,
-                    ok=ok,
-                    limit=limit,
-                    params=params,
-                    content=content,
-                    headers=headers,
-                )
+                return self._call_once(method, url, **request)
             except RegistryError as err:
                 if attempt == retries or not _transient(err):
                     raise

@@ -8,13 +8,13 @@ Anything else raises :class:`~edgefleet.domain.oci_types.OCIError`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from edgefleet.domain import oci_types
 from edgefleet.domain.oci_types import OCIError
+from edgefleet_node import strictjson
 
 __all__ = [
     "MAX_CONFIG_SIZE",
@@ -84,15 +84,6 @@ class ImageIndex:
         raise OCIError(f"index {self.digest} has no manifest for {platform}")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise OCIError(f"duplicate JSON key {key!r}")
-        result[key] = value
-    return result
-
-
 def _load(data: bytes, what: str, limit: int, expected_digest: str | None) -> dict[str, Any]:
     if len(data) > limit:
         raise OCIError(f"{what} is {len(data)} bytes, over the {limit}-byte limit")
@@ -100,13 +91,7 @@ def _load(data: bytes, what: str, limit: int, expected_digest: str | None) -> di
         actual = oci_types.sha256_digest(data)
         if actual != oci_types.check_digest(expected_digest, "expected digest"):
             raise OCIError(f"{what} has digest {actual}, expected {expected_digest}")
-    try:
-        doc = json.loads(data, object_pairs_hook=_no_duplicates)
-    except (ValueError, RecursionError) as exc:
-        raise OCIError(f"{what} is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise OCIError(f"{what} must be a JSON object")
-    return doc
+    return strictjson.loads_object(data, what, OCIError)
 
 
 def _document_type(doc: Mapping[str, Any], media_type: str | None, allowed: frozenset[str]) -> str:
