@@ -175,6 +175,8 @@ class ServingServer:
 
     def start(self) -> None:
         """Serve HTTP on a background thread; health says 503 until :meth:`load_model` ends."""
+        # Logged first: once the thread runs, request lines may be written at any time.
+        self.log.info("listening", bind=self.config.bind, port=self.port)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -182,7 +184,6 @@ class ServingServer:
             daemon=True,
         )
         self._thread.start()
-        self.log.info("listening", bind=self.config.bind, port=self.port)
 
     def load_model(self) -> None:
         """Load the model and run one warm-up inference; raises :class:`ModelError`."""
