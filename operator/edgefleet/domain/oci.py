@@ -17,7 +17,7 @@ from edgefleet.domain.oci_layers import (
     build_layer,
     layer_from_tar,
 )
-from edgefleet.domain.oci_parse import (
+from edgefleet_node.oci.parse import (
     MAX_CONFIG_SIZE,
     MAX_MANIFEST_SIZE,
     ImageConfig,
@@ -28,7 +28,7 @@ from edgefleet.domain.oci_parse import (
     parse_index,
     parse_manifest,
 )
-from edgefleet.domain.oci_types import (
+from edgefleet_node.oci.types import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,

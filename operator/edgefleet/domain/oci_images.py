@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edgefleet.domain import oci_layers, oci_parse, oci_types
-from edgefleet.domain.oci_types import OCIError
+from edgefleet.domain import oci_layers
+from edgefleet_node.oci import parse as oci_parse
+from edgefleet_node.oci import types as oci_types
+from edgefleet_node.oci.types import OCIError
 
 __all__ = ["EPOCH", "image_config", "image_index", "image_manifest"]
 

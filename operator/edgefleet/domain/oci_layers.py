@@ -19,7 +19,7 @@ import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from edgefleet.domain import oci_types
+from edgefleet_node.oci import types as oci_types
 
 __all__ = [
     "DEFAULT_COMPRESSLEVEL",

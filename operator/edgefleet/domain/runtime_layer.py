@@ -22,8 +22,8 @@ import io
 import zipfile
 from collections.abc import Iterable, Mapping
 
-from edgefleet.domain import oci_types
 from edgefleet.domain.oci_layers import FileEntry, normalise_path
+from edgefleet_node.oci import types as oci_types
 
 __all__ = [
     "APP_DIR",

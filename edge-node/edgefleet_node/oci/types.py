@@ -1,8 +1,8 @@
 """OCI building blocks: media types, digests, platforms, descriptors and blobs.
 
-Pure data types shared by layer assembly (:mod:`edgefleet.domain.oci_layers`) and
-manifest building and parsing (:mod:`edgefleet.domain.oci_images`). Everything we
-write uses OCI media types; the Docker v2 schema2 ones are accepted when reading.
+Pure data types shared by the operator's image assembly (``edgefleet.domain.oci_*``)
+and the agent, which reads what it pulls with them. Everything we write uses OCI media
+types; the Docker v2 schema2 ones are accepted when reading.
 """
 
 from __future__ import annotations

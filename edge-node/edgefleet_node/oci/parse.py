@@ -3,7 +3,7 @@
 Every document read from a registry or a file goes through here: size limits first,
 then the digest (when the caller knows it), strict JSON (no duplicate keys), media
 types (OCI, plus Docker schema2 when reading), schema version and descriptor shapes.
-Anything else raises :class:`~edgefleet.domain.oci_types.OCIError`.
+Anything else raises :class:`~edgefleet_node.oci.types.OCIError`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from edgefleet.domain import oci_types
-from edgefleet.domain.oci_types import OCIError
 from edgefleet_node import strictjson
+from edgefleet_node.oci import types as oci_types
+from edgefleet_node.oci.types import OCIError
 
 __all__ = [
     "MAX_CONFIG_SIZE",
