@@ -79,10 +79,11 @@ KINDS: tuple[KindInfo, ...] = (
         (
             _col("Platform", ".spec.platform"),
             _col("Site", ".metadata.labels.edgefleet\\.io/site"),
-            _col("Model", ".status.current.model"),
-            _col("Version", ".status.current.version"),
             _col("Online", '.status.conditions[?(@.type=="Online")].status'),
             _READY_COL,
+            _col("Desired", ".status.desiredVersion"),
+            _col("Current", ".status.currentVersion"),
+            _col("Last Seen", ".status.lastSeen", "date"),
             _col("Suspended", ".spec.suspended", "boolean", priority=1),
             _AGE,
         ),

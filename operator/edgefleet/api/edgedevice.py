@@ -7,7 +7,7 @@ conditions), each with its own server-side-apply field manager.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -22,13 +22,17 @@ from edgefleet.api.meta import (
 )
 
 __all__ = [
+    "CurrentWorkload",
+    "DesiredWorkload",
     "DeviceFacts",
     "EdgeDevice",
     "EdgeDeviceSpec",
     "EdgeDeviceStatus",
     "Enrollment",
-    "Workload",
+    "WorkloadProbe",
 ]
+
+DIGEST = r"^sha256:[a-f0-9]{64}$"
 
 
 class EdgeDeviceSpec(ApiModel):
@@ -45,29 +49,78 @@ class EdgeDeviceSpec(ApiModel):
 
 
 class Enrollment(ApiModel):
-    """The device's identity, recorded at enrolment."""
+    """The device's identity, recorded at enrolment and renewal (gateway)."""
 
     certificate_serial: str = Field(max_length=64, pattern=r"^[0-9a-f]{1,64}$")
-    """Serial of the client certificate the gateway accepts (hex)."""
+    """Serial of the client certificate the gateway accepts (hex); any other is refused."""
     not_after: str = Field(max_length=64)
     """When that certificate expires (RFC 3339)."""
+    previous_serial: str | None = Field(default=None, max_length=64, pattern=r"^[0-9a-f]{1,64}$")
+    """Serial of the certificate a renewal replaced, accepted until the device uses the new one."""
+    instance_id: str | None = Field(default=None, max_length=32, pattern=r"^[0-9a-f]{32}$")
+    """Random id of the agent installation that enrolled; another one is flagged."""
+    enrolled_at: str | None = Field(default=None, max_length=64)
+    """When the device enrolled (RFC 3339)."""
+    revoked: bool = False
+    """Set by `edgefleet device revoke`: the certificate is refused until a new enrolment."""
 
 
-class Workload(ApiModel):
-    """A model image assigned to or running on the device."""
+class WorkloadProbe(ApiModel):
+    """The probe of a desired workload (copied from its InferenceModel)."""
 
-    model: str = Field(max_length=253)
+    input_name: str = Field(min_length=1, max_length=128)
+    shape: list[Annotated[int, Field(ge=1, le=65536)]] = Field(min_length=1, max_length=8)
+    values: list[float] = Field(min_length=1, max_length=4096)
+    output_name: str = Field(min_length=1, max_length=128)
+    expected: list[float] = Field(min_length=1, max_length=4096)
+    tolerance: float = Field(default=1e-3, ge=0, le=1e6)
+
+
+class DesiredWorkload(ApiModel):
+    """A model image the rollout controller wants the device to run (one per model)."""
+
+    model: str = Field(max_length=63)
+    """InferenceModel name (unique within the list)."""
+    version: str = Field(max_length=64)
+    """Model version."""
+    rollout: str | None = Field(default=None, max_length=253)
+    """Rollout that assigned it."""
+    repository: str = Field(max_length=255)
+    """Registry repository of the image (pulled through the gateway's /v2/)."""
+    index_digest: str = Field(pattern=DIGEST)
+    """Digest of the multi-platform image index."""
+    image_digest: str = Field(pattern=DIGEST)
+    """Digest of the platform manifest for this device's platform."""
+    probe: WorkloadProbe | None = None
+    """The health probe the device runs before it calls the workload healthy."""
+    config: ConfigValues = Field(default_factory=dict)
+    """Configuration merged from the model and the rollout (the device's own values are
+    layered on top by the gateway)."""
+    host_devices: list[
+        Annotated[str, Field(max_length=128, pattern=r"^/dev/[A-Za-z0-9/_.-]+$")]
+    ] = Field(default_factory=list, max_length=16)
+    """Host devices the model needs, mapped into its container."""
+
+
+class CurrentWorkload(ApiModel):
+    """A workload the device reports it runs (gateway)."""
+
+    model: str = Field(max_length=63)
     """InferenceModel name."""
     version: str = Field(max_length=64)
     """Model version."""
-    image_digest: str = Field(pattern=r"^sha256:[a-f0-9]{64}$")
-    """Digest of the platform manifest."""
-    rollout: str | None = Field(default=None, max_length=253)
-    """Rollout that assigned it."""
-    health: Literal["Unknown", "Starting", "Healthy", "Unhealthy"] | None = None
-    """Probe result, for the running workload."""
+    image_digest: str = Field(pattern=DIGEST)
+    """Digest of the platform manifest running."""
+    health: Literal["Unknown", "Starting", "Healthy", "Unhealthy"] = "Unknown"
+    """Probe result."""
     config_version: str | None = Field(default=None, max_length=128)
     """Hash of the merged configuration applied."""
+    requests: int | None = Field(default=None, ge=0)
+    """Inference requests served since the workload started."""
+    errors: int | None = Field(default=None, ge=0)
+    """Failed inference requests since the workload started."""
+    p95_latency_ms: float | None = Field(default=None, ge=0)
+    """p95 inference latency the device measured."""
 
 
 class DeviceFacts(ApiModel):
@@ -83,19 +136,45 @@ class DeviceFacts(ApiModel):
 class EdgeDeviceStatus(ObjectStatus):
     """Observed state of the device.
 
-    Conditions: Enrolled, Online, Ready, UpdateFailed, Reconciling, Stalled.
+    Conditions: Enrolled, Online, Ready, UpdateFailed, DuplicateIdentity, Reconciling,
+    Stalled. ``desired`` and ``desiredRevision`` belong to the rollout controller; the
+    rest to the gateway (server-side apply, one field manager each).
     """
 
     enrollment: Enrollment | None = None
     """Identity recorded at enrolment."""
-    desired: Workload | None = None
-    """What the rollout controller wants the device to run."""
-    current: Workload | None = None
+    desired: list[DesiredWorkload] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["model"],
+        },
+    )
+    """What the rollout controller wants the device to run, one entry per model."""
+    desired_revision: int | None = Field(default=None, ge=0)
+    """Increases with every change of ``desired`` (the desired-state document version)."""
+    desired_version: str | None = Field(default=None, max_length=256)
+    """Summary for printer columns: model=version of each desired workload."""
+    current: list[CurrentWorkload] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["model"],
+        },
+    )
     """What the device reports it runs."""
+    current_version: str | None = Field(default=None, max_length=256)
+    """Summary for printer columns: model=version of each running workload."""
+    applied_document: int | None = Field(default=None, ge=0)
+    """The desired-state document version the device last realised."""
     facts: DeviceFacts | None = None
     """What the device reports about itself."""
     last_seen: str | None = Field(default=None, max_length=64)
-    """Last contact with the gateway (RFC 3339, coarse)."""
+    """Last contact with the gateway (RFC 3339, coarse: see docs/gateway.md)."""
+    report_seq: int | None = Field(default=None, ge=0)
+    """Sequence number of the newest device report applied."""
 
 
 class EdgeDevice(ApiModel):

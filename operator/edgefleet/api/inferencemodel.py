@@ -177,6 +177,11 @@ class InferenceModelSpec(ApiModel):
     """Health probe: a sample input and the answer that counts as correct."""
     config: ConfigValues = Field(default_factory=dict)
     """Configuration values for every device running this model (lowest precedence)."""
+    host_devices: list[
+        Annotated[str, Field(max_length=128, pattern=r"^/dev/[A-Za-z0-9/_.-]+$")]
+    ] = Field(default_factory=list, max_length=16)
+    """Host devices the model needs (a camera such as /dev/video0, a GPU node); the agent
+    maps them into the container and reports a condition when the device lacks one."""
 
 
 class BuiltImage(ApiModel):
