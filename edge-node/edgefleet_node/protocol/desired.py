@@ -286,11 +286,12 @@ def accept(
 
 @dataclass(frozen=True)
 class TrustBundle:
-    """The gateway CAs and desired-state signing keys a device should trust."""
+    """The gateway CAs, document-signing keys and image-signing keys a device trusts."""
 
     serial: int
     gateway_cas: tuple[bytes, ...]
-    signing_keys: tuple[bytes, ...]
+    signing_keys: tuple[bytes, ...]  # sign desired-state documents and trust bundles
+    image_keys: tuple[bytes, ...]  # sign images (cosign format)
 
     def to_bytes(self) -> bytes:
         return wire.canonical(
@@ -300,6 +301,7 @@ class TrustBundle:
                 "serial": self.serial,
                 "gatewayCAs": [p.decode("ascii") for p in self.gateway_cas],
                 "signingKeys": [p.decode("ascii") for p in self.signing_keys],
+                "imageKeys": [p.decode("ascii") for p in self.image_keys],
             }
         )
 
@@ -307,7 +309,9 @@ class TrustBundle:
     def from_bytes(cls, data: bytes) -> TrustBundle:
         what = "trust bundle"
         doc = wire.load(data, what, dsse.MAX_ENVELOPE)
-        wire.only(doc, what, {"apiVersion", "kind", "serial", "gatewayCAs", "signingKeys"})
+        wire.only(
+            doc, what, {"apiVersion", "kind", "serial", "gatewayCAs", "signingKeys", "imageKeys"}
+        )
         if doc.get("apiVersion") != wire.PROTOCOL_VERSION or doc.get("kind") != "TrustBundle":
             raise ProtocolError(f"{what}: not a {wire.PROTOCOL_VERSION} TrustBundle")
 
@@ -317,7 +321,12 @@ class TrustBundle:
                 raise ProtocolError(f"{what}: {key!r} must be a non-empty list of PEM strings")
             return tuple(p.encode("ascii") for p in items)
 
-        bundle = cls(wire.req_int(doc, "serial", what), pems("gatewayCAs"), pems("signingKeys"))
+        bundle = cls(
+            wire.req_int(doc, "serial", what),
+            pems("gatewayCAs"),
+            pems("signingKeys"),
+            pems("imageKeys"),
+        )
         dsse.TrustedKeys.from_pems(bundle.signing_keys)  # they must load
         return bundle
 

@@ -14,7 +14,10 @@ man in the middle can add certificates to that bundle but cannot make one match.
 
 The device makes its key pair and a CSR whose subject is ``CN=<device>, O=<namespace>``;
 its private key never leaves it. The gateway answers with a short-lived client
-certificate, the gateway CA bundle and the desired-state signing keys.
+certificate, the gateway CA bundle, the keys that sign desired-state documents (held
+by the gateway) and the keys that sign images (held by the operator). Two keys, not one:
+a compromised gateway can sign documents but not images, so it can point a device only
+at images the operator built and signed.
 """
 
 from __future__ import annotations
@@ -208,6 +211,7 @@ class EnrollResponse:
     certificate_pem: bytes  # the client certificate (leaf first, then any intermediates)
     gateway_cas: tuple[bytes, ...]  # PEM CA certificates that verify the gateway
     signing_keys: tuple[bytes, ...]  # PEM public keys that sign desired-state documents
+    image_keys: tuple[bytes, ...]  # PEM public keys that sign images (cosign format)
     not_after: str  # RFC 3339
 
     def to_bytes(self) -> bytes:
@@ -218,6 +222,7 @@ class EnrollResponse:
                 "certificate": self.certificate_pem.decode("ascii"),
                 "gatewayCAs": [p.decode("ascii") for p in self.gateway_cas],
                 "signingKeys": [p.decode("ascii") for p in self.signing_keys],
+                "imageKeys": [p.decode("ascii") for p in self.image_keys],
                 "notAfter": self.not_after,
             }
         )
@@ -229,7 +234,15 @@ class EnrollResponse:
         wire.only(
             doc,
             what,
-            {"namespace", "device", "certificate", "gatewayCAs", "signingKeys", "notAfter"},
+            {
+                "namespace",
+                "device",
+                "certificate",
+                "gatewayCAs",
+                "signingKeys",
+                "imageKeys",
+                "notAfter",
+            },
         )
         response = cls(
             wire.check_name(wire.req_str(doc, "namespace", what, max_len=63), "namespace"),
@@ -237,6 +250,7 @@ class EnrollResponse:
             wire.req_str(doc, "certificate", what, max_len=_MAX_PEM).encode("ascii"),
             tuple(_pem_list(doc, "gatewayCAs", what)),
             tuple(_pem_list(doc, "signingKeys", what)),
+            tuple(_pem_list(doc, "imageKeys", what)),
             wire.req_str(doc, "notAfter", what, max_len=64),
         )
         wire.parse_time(response.not_after, f"{what}: notAfter")
