@@ -27,7 +27,7 @@ generate: venv ## Regenerate crds/ from the API models
 	$(VENV)/python hack/generate.py
 
 verify: generate ## Fail when a generated file differs from its committed version
-	@git diff --exit-code --stat -- crds charts || { echo "generated files are stale: commit the output of 'make generate'"; exit 1; }
+	@git diff --exit-code --stat -- crds charts manifests/examples/gitops || { echo "generated files are stale: commit the output of 'make generate'"; exit 1; }
 
 lint: venv ## ruff, mypy --strict, import contracts
 	$(VENV)/ruff check .
