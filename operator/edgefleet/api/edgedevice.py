@@ -29,6 +29,7 @@ __all__ = [
     "EdgeDeviceSpec",
     "EdgeDeviceStatus",
     "Enrollment",
+    "PreviousWorkload",
     "WorkloadProbe",
 ]
 
@@ -102,6 +103,21 @@ class DesiredWorkload(ApiModel):
     """Host devices the model needs, mapped into its container."""
 
 
+class PreviousWorkload(ApiModel):
+    """What a model's desired entry was before a rollout replaced it (rollout controller).
+
+    Written in the same apply as the new desired entry, so an abort can always restore
+    it: ``workload`` absent means the model was not on the device before.
+    """
+
+    model: str = Field(max_length=63)
+    """InferenceModel name."""
+    rollout: str = Field(max_length=253)
+    """The rollout that replaced it."""
+    workload: DesiredWorkload | None = None
+    """The replaced desired entry; absent when the device did not run the model."""
+
+
 class CurrentWorkload(ApiModel):
     """A workload the device reports it runs (gateway)."""
 
@@ -137,7 +153,8 @@ class EdgeDeviceStatus(ObjectStatus):
     """Observed state of the device.
 
     Conditions: Enrolled, Online, Ready, UpdateFailed, DuplicateIdentity, Reconciling,
-    Stalled. ``desired`` and ``desiredRevision`` belong to the rollout controller; the
+    Stalled. ``desired``, ``desiredRevision``, ``desiredVersion`` and ``previous`` belong
+    to the rollout controller; the
     rest to the gateway (server-side apply, one field manager each).
     """
 
@@ -156,6 +173,15 @@ class EdgeDeviceStatus(ObjectStatus):
     """Increases with every change of ``desired`` (the desired-state document version)."""
     desired_version: str | None = Field(default=None, max_length=256)
     """Summary for printer columns: model=version of each desired workload."""
+    previous: list[PreviousWorkload] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["model"],
+        },
+    )
+    """Per model, the desired entry the assigning rollout replaced (for rollback)."""
     current: list[CurrentWorkload] = Field(
         default_factory=list,
         max_length=16,

@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
+from edgefleet.api.edgedevice import WorkloadProbe
 from edgefleet.api.meta import (
     API_VERSION,
     ApiModel,
@@ -28,6 +29,7 @@ __all__ = [
     "CanaryStep",
     "CanaryStrategy",
     "DeviceCounts",
+    "DeviceNote",
     "HealthGate",
     "ModelRef",
     "Pause",
@@ -35,6 +37,9 @@ __all__ = [
     "RolloutPhase",
     "RolloutSpec",
     "RolloutStatus",
+    "RolloutTarget",
+    "TargetImage",
+    "WaveStatus",
 ]
 
 #: An absolute count ("3") or a percentage ("25%").
@@ -129,7 +134,9 @@ class RolloutSpec(ApiModel):
     max_unavailable: Annotated[str, Field(pattern=INT_OR_PERCENT)] = "25%"
     """Devices that may be updating at once: a count or a percentage."""
     failure_threshold: Annotated[str, Field(pattern=INT_OR_PERCENT)] = "10%"
-    """Failed devices that abort the rollout and roll back: a count or a percentage."""
+    """Failed devices that abort and roll back: a count, or a percentage of those updated."""
+    min_failed_devices: int = Field(default=1, ge=1, le=100000)
+    """A percentage threshold never aborts with fewer failed devices than this."""
     progress_deadline: Duration = "15m"
     """A step that makes no progress for this long stalls the rollout."""
     health_gate: HealthGate = Field(default_factory=HealthGate)
@@ -158,12 +165,61 @@ class DeviceCounts(ApiModel):
     failed: int = Field(default=0, ge=0)
     pending: int = Field(default=0, ge=0)
     offline: int = Field(default=0, ge=0)
+    lost: int = Field(default=0, ge=0)
+    """Matching devices another rollout of the same model wins (not in selected)."""
+    skipped: int = Field(default=0, ge=0)
+    """Matching devices left out: suspended, or no image for their platform."""
+
+
+class TargetImage(ApiModel):
+    """The image built for one platform."""
+
+    platform: str = Field(max_length=32)
+    digest: str = Field(pattern=r"^sha256:[a-f0-9]{64}$")
+
+
+class RolloutTarget(ApiModel):
+    """The model build this rollout puts on devices, pinned when the rollout starts."""
+
+    version: str = Field(max_length=64)
+    repository: str = Field(max_length=255)
+    """Repository path without the registry host."""
+    index_digest: str = Field(pattern=r"^sha256:[a-f0-9]{64}$")
+    images: list[TargetImage] = Field(default_factory=list, max_length=3)
+    probe: WorkloadProbe | None = None
+    config: ConfigValues = Field(default_factory=dict)
+    """The model's configuration with the rollout's overrides on top."""
+    host_devices: list[Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=list, max_length=16
+    )
+    generation: int = Field(default=0, ge=0)
+    """The Rollout generation the target was pinned for."""
+
+
+class WaveStatus(ApiModel):
+    """One setWeight step: the devices it covers (cumulative) and how they stand."""
+
+    step: int = Field(ge=0)
+    weight: int = Field(ge=0, le=100)
+    devices: int = Field(default=0, ge=0)
+    updated: int = Field(default=0, ge=0)
+    healthy: int = Field(default=0, ge=0)
+    failed: int = Field(default=0, ge=0)
+    offline: int = Field(default=0, ge=0)
+
+
+class DeviceNote(ApiModel):
+    """A device named in status, and why (a failure, a lost overlap)."""
+
+    name: str = Field(max_length=253)
+    reason: str = Field(max_length=64)
+    message: str = Field(default="", max_length=512)
 
 
 class RolloutStatus(ObjectStatus):
     """Observed progress of the rollout.
 
-    Conditions: Progressing, Healthy, Ready, Reconciling, Stalled.
+    Conditions: Progressing, Aborted, DevicesSkipped, Ready, Reconciling, Stalled.
     """
 
     phase: RolloutPhase | None = None
@@ -174,6 +230,28 @@ class RolloutStatus(ObjectStatus):
     """How the selected devices stand."""
     message: str | None = Field(default=None, max_length=4096)
     """Why the rollout is where it is."""
+    target: RolloutTarget | None = None
+    """The build being rolled out, pinned when the rollout starts."""
+    stable_version: str | None = Field(default=None, max_length=64)
+    """The version most selected devices ran before this rollout."""
+    canary_version: str | None = Field(default=None, max_length=64)
+    """The version being rolled out."""
+    started_at: str | None = Field(default=None, max_length=64)
+    """When the rollout (or its last retry) started (RFC 3339)."""
+    step_started_at: str | None = Field(default=None, max_length=64)
+    """When the current step started."""
+    healthy_since: str | None = Field(default=None, max_length=64)
+    """Since when every online device of the current wave has been healthy."""
+    last_progress_at: str | None = Field(default=None, max_length=64)
+    """Last time a device became healthy or a step completed (progress deadline)."""
+    waves: list[WaveStatus] = Field(default_factory=list, max_length=21)
+    """Per setWeight step: cumulative device counts."""
+    failed_devices: list[DeviceNote] = Field(default_factory=list, max_length=50)
+    """Devices that failed (the first 50)."""
+    lost_devices: list[DeviceNote] = Field(default_factory=list, max_length=50)
+    """Devices another rollout of the same model won, and why (the first 50)."""
+    retry_token: str | None = Field(default=None, max_length=64)
+    """The edgefleet.io/retry annotation value last acted on."""
 
 
 class Rollout(ApiModel):
@@ -186,4 +264,8 @@ class Rollout(ApiModel):
     kind: Literal["Rollout"] = "Rollout"
     metadata: ObjectMeta
     spec: RolloutSpec
-    status: RolloutStatus | None = None
+    status: RolloutStatus | None = Field(
+        default=None, json_schema_extra={"default": {"observedGeneration": 0}}
+    )
+    """Defaulted to observedGeneration 0 by the API server, so kstatus reads a Rollout no
+    controller has looked at yet as InProgress (generation 1 is not observed), never Current."""
