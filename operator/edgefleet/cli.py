@@ -33,8 +33,7 @@ def _operator(_args: argparse.Namespace) -> int:
     except operator.ConfigError as exc:
         log.error("invalid configuration", error=str(exc))
         return 2
-    operator.run(cfg)
-    return 0
+    return operator.run(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:

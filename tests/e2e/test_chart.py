@@ -119,6 +119,9 @@ def test_install_creates_operator_and_rbac(crds, release):
         ("create", "deployments.apps", NS, False),
         ("list", "customresourcedefinitions.apiextensions.k8s.io", None, True),
         ("delete", "customresourcedefinitions.apiextensions.k8s.io", None, False),
+        ("update", "leases.coordination.k8s.io/edgefleet-operator", NS, True),
+        ("update", "leases.coordination.k8s.io/kube-scheduler", NS, False),
+        ("update", "leases.coordination.k8s.io/edgefleet-operator", "default", False),
     ],
 )
 def test_rbac_is_least_privilege(crds, release, verb, resource, namespace, allowed):

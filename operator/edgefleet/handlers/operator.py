@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ import structlog
 from kubernetes import client, config
 
 from edgefleet.clients.imagebuilder import BuilderSettings, ImageBuilder
+from edgefleet.clients.leaderelection import ElectionSettings, LeaderElector
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.signingkey import ensure_signing_key
 from edgefleet.handlers import inferencemodel
@@ -47,6 +50,8 @@ class OperatorConfig:
     signing_secret: str
     watch_namespaces: tuple[str, ...]
     max_concurrent_builds: int
+    leader_election: bool = True
+    identity: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -83,7 +88,18 @@ class OperatorConfig:
             signing_secret=env.get("EDGEFLEET_SIGNING_SECRET", "edgefleet-signing-key"),
             watch_namespaces=watch,
             max_concurrent_builds=builds,
+            leader_election=_flag(env, "EDGEFLEET_LEADER_ELECTION", default=True),
+            identity=env.get("EDGEFLEET_POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         )
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in ("true", "false"):
+        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    return value == "true"
 
 
 def _api_client() -> client.ApiClient:
@@ -144,22 +160,42 @@ def build_registry(cfg: OperatorConfig, api: client.ApiClient) -> kopf.OperatorR
     return kopf_registry
 
 
-def run(cfg: OperatorConfig) -> None:
-    """Run the operator until SIGTERM/SIGINT."""
+def run(cfg: OperatorConfig) -> int:
+    """Run the operator until SIGTERM/SIGINT (0), or until leadership is lost (1).
+
+    With leader election on (the default), replicas wait on the Lease
+    ``edgefleet-operator`` in the operator's namespace and only the holder reconciles;
+    one that loses the Lease stops and exits non-zero, to come back as a candidate.
+    """
     api = _api_client()
-    kopf_registry = build_registry(cfg, api)
     log.info(
         "operator starting",
         namespace=cfg.namespace,
         registry=cfg.registry_url,
         base=f"{cfg.base_repository}:{cfg.base_reference}",
         watch=list(cfg.watch_namespaces) or "all namespaces",
+        identity=cfg.identity,
+        leader_election=cfg.leader_election,
     )
-    asyncio.run(
-        kopf.operator(
-            registry=kopf_registry,
-            standalone=True,
-            clusterwide=not cfg.watch_namespaces,
-            namespaces=list(cfg.watch_namespaces),
+    stop = threading.Event()
+    elector = None
+    if cfg.leader_election:
+        elector = LeaderElector(api, ElectionSettings(cfg.namespace), cfg.identity)
+        if not elector.acquire(stop):
+            return 0
+        elector.keep(on_lost=stop)
+    try:
+        kopf_registry = build_registry(cfg, api)
+        asyncio.run(
+            kopf.operator(
+                registry=kopf_registry,
+                standalone=True,
+                clusterwide=not cfg.watch_namespaces,
+                namespaces=list(cfg.watch_namespaces),
+                stop_flag=stop,
+            )
         )
-    )
+    finally:
+        if elector is not None:
+            elector.release()
+    return 1 if elector is not None and elector.lost.is_set() else 0

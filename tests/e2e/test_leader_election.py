@@ -1,0 +1,79 @@
+"""Two operator replicas: only the Lease holder reconciles; when it dies the other
+takes over and reconciles what comes next. No object is built twice."""
+
+from __future__ import annotations
+
+import json
+
+from edgefleet.testing.models import make_mlp
+from edgefleet.testing.procs import wait_until
+from tests.e2e.conftest import OPERATOR_NS, OperatorProcess
+
+
+def _ready(cp, ns: str, name: str) -> bool:
+    out = cp.kubectl("get", "inferencemodels.edgefleet.io", name, "-n", ns, "-o", "json")
+    conditions = (json.loads(out.stdout).get("status") or {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _apply(cp, ns, name, model_files, seed):
+    directory, base_url = model_files
+    path = directory / f"leader-{name}-{seed}.onnx"
+    fixture = make_mlp(path, target_bytes=32 * 1024, seed=seed)
+    doc = {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "InferenceModel",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "version": "1.0.0",
+            "platforms": ["linux/amd64"],
+            "source": {"url": {"url": f"{base_url}/{path.name}", "sha256": fixture.sha256}},
+        },
+    }
+    cp.kubectl("apply", "-f", "-", input_text=json.dumps(doc))
+
+
+def _holder(cp) -> str:
+    out = cp.kubectl("get", "lease", "edgefleet-operator", "-n", OPERATOR_NS, "-o", "json")
+    return str(json.loads(out.stdout)["spec"].get("holderIdentity") or "")
+
+
+def test_only_the_leader_reconciles_and_the_other_takes_over(
+    crds, namespace, operator_env, model_files, tmp_path, unique
+):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = OperatorProcess({**operator_env, "EDGEFLEET_POD_NAME": f"a-{unique}"}, tmp_path / "a")
+    b = OperatorProcess({**operator_env, "EDGEFLEET_POD_NAME": f"b-{unique}"}, tmp_path / "b")
+    try:
+        a.start()
+        wait_until(lambda: "leadership acquired" in a.log(), timeout=60, what="a leads")
+        b.start()
+        wait_until(lambda: "waiting for leadership" in b.log(), timeout=60, what="b waits")
+        assert _holder(crds) == f"a-{unique}"
+
+        first, second = f"first-{unique}", f"second-{unique}"
+        _apply(crds, namespace, first, model_files, seed=1)
+        wait_until(lambda: _ready(crds, namespace, first), timeout=240, what=f"{first} Ready")
+        assert first in a.log()
+        assert first not in b.log(), "the passive replica touched an object"
+        assert "leadership acquired" not in b.log()
+
+        a.kill()  # SIGKILL: the Lease is not released, it must expire
+        wait_until(lambda: "leadership acquired" in b.log(), timeout=60, what="b takes over")
+        assert _holder(crds) == f"b-{unique}"
+        _apply(crds, namespace, second, model_files, seed=2)
+        wait_until(lambda: _ready(crds, namespace, second), timeout=240, what=f"{second} Ready")
+        assert second in b.log()
+        # The model the old leader built is not built again by the new one.
+        events = json.loads(
+            crds.kubectl(
+                "get", "events", "-n", namespace,
+                "--field-selector", f"involvedObject.name={first},reason=BuildSucceeded",
+                "-o", "json",
+            ).stdout
+        )["items"]  # fmt: skip
+        assert sum(e.get("count", 1) for e in events) == 1
+    finally:
+        a.stop()
+        b.stop()
