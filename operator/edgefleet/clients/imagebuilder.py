@@ -20,7 +20,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgefleet.api.conditions import Reason
-from edgefleet.api.inferencemodel import InferenceModelSpec
+from edgefleet.api.inferencemodel import InferenceModelSpec, InferenceModelStatus
 from edgefleet.clients import (
     modelsource,
     modelvariants,
@@ -31,22 +31,17 @@ from edgefleet.clients import (
 )
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.registry_errors import RegistryError
-from edgefleet.domain import modelimage, oci, runtime_pins
+from edgefleet.domain import modelimage, oci, runtime_pins, signing
+from edgefleet.domain.failures import FailureError
 
 __all__ = ["BuildError", "BuildResult", "BuilderSettings", "ImageBuilder", "PlatformImage"]
 
 Progress = Callable[[str], None]
 
 
-class BuildError(Exception):
+class BuildError(FailureError):
     """A build that failed; ``reason`` is the condition reason, ``permanent`` means
     only a change of the spec (or of the registry's content) can help."""
-
-    def __init__(self, reason: str, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -135,6 +130,28 @@ class ImageBuilder:
             runtime_keys=runtimes,
             serving_sources=wheels.serving_sources(),
         )
+
+    def verify(self, status: InferenceModelStatus) -> list[str]:
+        """What of ``status``'s build is missing from the registry (empty: nothing).
+
+        Checks the index, every platform manifest and their signature tags with HEAD
+        requests; registry failures propagate (a check that could not run is not drift).
+        """
+        if status.index_digest is None or status.repository is None:
+            return ["status names no image index"]
+        host, _, repo = status.repository.partition("/")
+        if host != self._registry.host:
+            return [f"images are in {host}, not in the operator's registry"]
+        problems = []
+        for what, digest in [
+            ("index", status.index_digest),
+            *((image.platform, image.digest) for image in status.images),
+        ]:
+            if self._registry.head_manifest(repo, digest) is None:
+                problems.append(f"{what} {repo}@{digest} is missing from the registry")
+            elif self._registry.head_manifest(repo, signing.signature_tag(digest)) is None:
+                problems.append(f"the signature of {what} {repo}@{digest} is missing")
+        return problems
 
     # -- building ----------------------------------------------------------------------
     def build(

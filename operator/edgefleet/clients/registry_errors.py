@@ -12,6 +12,8 @@ import json
 
 import httpx
 
+from edgefleet.domain.failures import RemoteError
+
 __all__ = [
     "BlobTooLargeError",
     "DigestMismatchError",
@@ -21,8 +23,14 @@ __all__ = [
 ]
 
 
-class RegistryError(Exception):
-    """A registry request failed or returned something we cannot accept."""
+class RegistryError(RemoteError):
+    """A registry request failed or returned something we cannot accept.
+
+    Classified by :func:`edgefleet.domain.failures.classify` from ``status``/``code``;
+    subclasses for content we cannot accept set ``invalid`` (permanent).
+    """
+
+    invalid_content = False
 
     def __init__(
         self,
@@ -32,8 +40,6 @@ class RegistryError(Exception):
         code: str | None = None,
         operation: str = "",
     ) -> None:
-        self.status = status
-        self.code = code
         self.message = message
         self.operation = operation
         parts = [operation] if operation else []
@@ -42,7 +48,12 @@ class RegistryError(Exception):
         if code:
             parts.append(code)
         prefix = " ".join(parts)
-        super().__init__(f"{prefix}: {message}" if prefix else message)
+        super().__init__(
+            f"{prefix}: {message}" if prefix else message,
+            status=status,
+            code=code,
+            invalid=self.invalid_content,
+        )
 
     @property
     def not_found(self) -> bool:
@@ -56,9 +67,13 @@ class RegistryAuthError(RegistryError):
 class DigestMismatchError(RegistryError):
     """Content did not hash to the digest it was addressed by or reported with."""
 
+    invalid_content = True
+
 
 class BlobTooLargeError(RegistryError):
     """A download exceeded the size the caller allowed."""
+
+    invalid_content = True
 
 
 def error_from_response(status: int, body: bytes, operation: str) -> RegistryError:

@@ -12,8 +12,20 @@ from collections.abc import Sequence
 from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.inferencemodel import BuiltImage, HistoryEntry, InferenceModelStatus
 from edgefleet.domain.conditions import is_true, now_rfc3339, set_condition, summarise_ready
+from edgefleet.domain.failures import Failure
 
-__all__ = ["REQUIRED", "building", "failed", "is_current", "succeeded"]
+__all__ = [
+    "REQUIRED",
+    "building",
+    "check_retrying",
+    "drifted",
+    "failed",
+    "from_failure",
+    "is_current",
+    "last_build_ready",
+    "succeeded",
+    "up_to_date",
+]
 
 #: What Ready waits for.
 REQUIRED = (Type.BUILT, Type.SIGNED)
@@ -160,6 +172,117 @@ def failed(
     if permanent:
         update["observed_generation"] = generation
     return old.model_copy(update=update)
+
+
+def up_to_date(
+    status: InferenceModelStatus, *, generation: int, now: str | None = None
+) -> InferenceModelStatus:
+    """The build is current and its images are in the registry: nothing to do."""
+    at = now or now_rfc3339()
+    conds = set_condition(
+        status.conditions,
+        Type.RECONCILING,
+        "False",
+        Reason.RECONCILED,
+        generation=generation,
+        now=at,
+    )
+    conds = set_condition(
+        conds, Type.STALLED, "False", Reason.RECONCILED, generation=generation, now=at
+    )
+    conds = summarise_ready(conds, REQUIRED, generation=generation, now=at)
+    return status.model_copy(update={"conditions": conds, "observed_generation": generation})
+
+
+def drifted(
+    status: InferenceModelStatus,
+    *,
+    generation: int,
+    problems: Sequence[str],
+    now: str | None = None,
+) -> InferenceModelStatus:
+    """The registry no longer holds what status says was built: Built is False."""
+    conds = set_condition(
+        status.conditions,
+        Type.BUILT,
+        "False",
+        Reason.DRIFT_DETECTED,
+        "; ".join(problems),
+        generation=generation,
+        now=now or now_rfc3339(),
+    )
+    return status.model_copy(update={"conditions": conds})
+
+
+def last_build_ready(status: InferenceModelStatus | None, generation: int) -> bool:
+    """Whether ``status`` holds a finished, signed build of spec ``generation``."""
+    return (
+        status is not None
+        and status.index_digest is not None
+        and status.observed_generation == generation
+        and is_true(status.conditions, Type.BUILT)
+        and is_true(status.conditions, Type.SIGNED)
+    )
+
+
+def check_retrying(
+    status: InferenceModelStatus, *, generation: int, failure: Failure, now: str | None = None
+) -> InferenceModelStatus:
+    """The last build stays Ready; checking it against the registry failed for now.
+
+    Used when a temporary failure (a registry outage, say) prevents a re-check of a
+    model whose images were built and signed for this generation: the images are
+    fine as far as anyone knows, so Built, Signed and Ready stay True and Ready's
+    reason and message say that the check is retrying.
+    """
+    at = now or now_rfc3339()
+    conds = set_condition(
+        status.conditions,
+        Type.RECONCILING,
+        "False",
+        Reason.CHECK_RETRYING,
+        f"serving the last build; re-check retrying: {failure.message}",
+        generation=generation,
+        now=at,
+    )
+    conds = set_condition(
+        conds, Type.STALLED, "False", Reason.CHECK_RETRYING, generation=generation, now=at
+    )
+    conds = set_condition(
+        conds,
+        Type.READY,
+        "True",
+        Reason.CHECK_RETRYING,
+        f"the last build is ready; checking it against the registry is retrying"
+        f" ({failure.reason}: {failure.message})",
+        generation=generation,
+        now=at,
+    )
+    return status.model_copy(update={"conditions": conds})
+
+
+def from_failure(
+    status: InferenceModelStatus | None,
+    *,
+    generation: int,
+    failure: Failure,
+    now: str | None = None,
+) -> InferenceModelStatus:
+    """The status after ``failure`` ended a pass (the one place failures meet status).
+
+    A temporary failure of a model whose last build is ready for this generation keeps
+    it Ready (:func:`check_retrying`); any other failure is :func:`failed`.
+    """
+    if failure.temporary and status is not None and last_build_ready(status, generation):
+        return check_retrying(status, generation=generation, failure=failure, now=now)
+    return failed(
+        status,
+        generation=generation,
+        reason=failure.reason,
+        message=failure.message,
+        permanent=failure.permanent,
+        now=now,
+    )
 
 
 def _dedupe(history: list[HistoryEntry]) -> list[HistoryEntry]:

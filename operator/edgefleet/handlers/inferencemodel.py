@@ -1,137 +1,148 @@
 """InferenceModel reconcile: build, push and sign images; report it in status.
 
-Level-based: one ``reconcile`` for create, update and resume. An unchanged build key
-(a hash of every build input) means nothing to do, so restarts and re-deliveries
-never rebuild; a build killed half-way is simply run again — content-addressed
-pushes skip what already arrived and signatures are not duplicated.
+Follows the one reconcile pattern (:mod:`edgefleet.handlers.reconcile`): one
+level-based ``reconcile`` for create, update, resume and the drift timer; status
+computed by :mod:`edgefleet.domain.modelstatus` and always written on exit; every
+failure typed by :func:`edgefleet.domain.failures.classify`.
+
+An unchanged build key (a hash of every build input, base image digest included)
+whose images are still in the registry means nothing to do, so restarts and
+re-deliveries never rebuild; a build killed half-way is simply run again —
+content-addressed pushes skip what already arrived and signatures are not
+duplicated. The timer re-checks Ready models: a base image that moved changes the
+key, and an image or signature missing from the registry is drift; both rebuild.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 import structlog
 from kubernetes import client
+from pydantic import ValidationError
 
 from edgefleet.api import GROUP, VERSION, InferenceModel
 from edgefleet.api.conditions import Reason
 from edgefleet.api.inferencemodel import BuiltImage, InferenceModelStatus
-from edgefleet.clients.imagebuilder import BuildError, BuildResult, ImageBuilder, PlatformImage
+from edgefleet.clients.imagebuilder import BuildResult, ImageBuilder, PlatformImage
 from edgefleet.domain import modelstatus
+from edgefleet.domain.failures import RETRY_BASE, RETRY_MAX, retry_delay
+from edgefleet.handlers.reconcile import (
+    EventSink,
+    ObjectLocks,
+    ObjectRef,
+    Pass,
+    register_timer,
+    status_writer,
+    strip_runtime_fields,
+)
 
-__all__ = ["ModelReconciler", "register"]
+__all__ = [
+    "DRIFT_INTERVAL",
+    "RETRY_BASE",
+    "RETRY_MAX",
+    "ModelReconciler",
+    "register",
+    "retry_delay",
+]
 
 PLURAL = "inferencemodels"
-#: Transient failures retry after 10 s, 20 s, 40 s … at most 5 minutes apart.
-RETRY_BASE, RETRY_MAX = 10.0, 300.0
-
-
-def retry_delay(retry: int) -> float:
-    """Seconds before the next attempt after ``retry`` failed ones (exponential, capped)."""
-    return float(min(RETRY_MAX, RETRY_BASE * 2 ** min(retry, 10)))
-
+#: Seconds between drift checks of each Ready model.
+DRIFT_INTERVAL = 600.0
 
 log = structlog.get_logger("edgefleet.inferencemodel")
 
-#: Posts a Kubernetes Event about the object: (type, reason, message).
-EventSink = Callable[[str, str, str], None]
+
+def _observed_status(plain: dict[str, Any]) -> InferenceModelStatus | None:
+    """The status as stored, or None when absent or unreadable (it is rewritten)."""
+    try:
+        return InferenceModelStatus.model_validate(plain.get("status") or {})
+    except ValidationError:
+        return None
 
 
 @dataclass
 class ModelReconciler:
-    """Reconciles one InferenceModel at a time (kopf serialises per object)."""
+    """Reconciles InferenceModels, one pass per object at a time."""
 
     builder: ImageBuilder
     objects: client.CustomObjectsApi
+    locks: ObjectLocks = field(default_factory=ObjectLocks)
 
-    def _write_status(self, namespace: str, name: str, status: InferenceModelStatus) -> None:
-        # Merge patch of the status subresource: controllers never touch spec.
-        self.objects.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status.wire()}
-        )
+    def reconcile(
+        self, body: dict[str, Any], event: EventSink, retry: int = 0, *, drift_check: bool = False
+    ) -> None:
+        """One pass. ``drift_check`` (the timer) only re-checks models that are Ready
+        for their generation and skips an object another pass is working on."""
+        plain = strip_runtime_fields(body)
+        ref = ObjectRef.of_body(plain, PLURAL)
+        with self.locks.hold(ref.namespace, ref.name, wait=not drift_check) as held:
+            if not held:
+                return
+            observed = _observed_status(plain)
+            if drift_check and not modelstatus.last_build_ready(observed, ref.generation):
+                return  # mid-build, failed or stalled: the change handlers own it
+            with Pass(
+                ref,
+                observed,
+                write=status_writer(self.objects, PLURAL),
+                on_failure=modelstatus.from_failure,
+                event=event,
+                retry=retry,
+            ) as p:
+                self._pass(p, plain)
 
-    def reconcile(self, body: dict[str, Any], event: EventSink, retry: int = 0) -> None:
-        model = InferenceModel.model_validate(_strip_runtime_fields(body))
-        ns, name = model.metadata.namespace or "default", model.metadata.name
-        generation = model.metadata.generation or 0
-        bound = log.bind(namespace=ns, name=name, generation=generation)
-        try:
-            key = self.builder.build_key(model.spec)
-        except BuildError as err:
-            self._fail(event, ns, name, model.status, generation, err, retry)
-            return
-        if modelstatus.is_current(model.status, key):
-            if model.status is not None and model.status.observed_generation != generation:
-                self._write_status(
-                    ns, name, model.status.model_copy(update={"observed_generation": generation})
-                )
-            bound.info("up to date", build_key=key)
-            return
-        building = modelstatus.building(model.status, generation=generation, build_key=key)
-        self._write_status(ns, name, building)
-        event(
+    def _pass(self, p: Pass[InferenceModelStatus], plain: dict[str, Any]) -> None:
+        model = InferenceModel.model_validate(plain)
+        gen = p.generation
+        key = self.builder.build_key(model.spec)
+        if p.status is not None and modelstatus.is_current(p.status, key):
+            problems = self.builder.verify(p.status)
+            if not problems:
+                p.status = modelstatus.up_to_date(p.status, generation=gen)
+                p.log.info("up to date", build_key=key)
+                return
+            p.log.warning("drift detected", problems=problems)
+            p.event("Warning", Reason.DRIFT_DETECTED, "; ".join(problems))
+            p.status = modelstatus.drifted(p.status, generation=gen, problems=problems)
+        p.status = modelstatus.building(p.status, generation=gen, build_key=key)
+        p.checkpoint()
+        p.event(
             "Normal",
             Reason.BUILDING,
             f"building {model.spec.version} for {', '.join(model.spec.platforms)}",
         )
-        bound.info("build started", build_key=key, platforms=model.spec.platforms)
-        try:
-            result = self.builder.build(
-                ns, name, model.spec, progress=lambda m: bound.info("build progress", step=m)
-            )
-        except BuildError as err:
-            self._fail(event, ns, name, building, generation, err, retry)
-            return
-        self._write_status(ns, name, _succeeded(model, generation, key, result))
-        event("Normal", Reason.BUILD_SUCCEEDED, f"{result.repository}@{result.index_digest} signed")
-        bound.info(
-            "build succeeded", index=result.index_digest, bytes_uploaded=result.bytes_uploaded
+        p.log.info("build started", build_key=key, platforms=model.spec.platforms)
+        result = self.builder.build(
+            p.ref.namespace,
+            p.ref.name,
+            model.spec,
+            progress=lambda m: p.log.info("build progress", step=m),
         )
-
-    def _fail(
-        self,
-        event: EventSink,
-        ns: str,
-        name: str,
-        status: InferenceModelStatus | None,
-        generation: int,
-        err: BuildError,
-        retry: int,
-    ) -> None:
-        self._write_status(
-            ns,
-            name,
-            modelstatus.failed(
-                status,
-                generation=generation,
-                reason=err.reason,
-                message=err.message,
-                permanent=err.permanent,
-            ),
+        p.status = _succeeded(p.status, model, gen, key, result)
+        p.event(
+            "Normal", Reason.BUILD_SUCCEEDED, f"{result.repository}@{result.index_digest} signed"
         )
-        event("Warning", err.reason, err.message)
-        log.warning(
-            "build failed",
-            namespace=ns,
-            name=name,
-            reason=err.reason,
-            message=err.message,
-            permanent=err.permanent,
+        p.log.info(
+            "build succeeded",
+            index=result.index_digest,
+            bytes_uploaded=result.bytes_uploaded,
+            blobs_uploaded=len(result.blobs_uploaded),
         )
-        if not err.permanent:
-            raise kopf.TemporaryError(err.message, delay=retry_delay(retry))
 
 
 def _succeeded(
-    model: InferenceModel, generation: int, key: str, result: BuildResult
+    status: InferenceModelStatus | None,
+    model: InferenceModel,
+    generation: int,
+    key: str,
+    result: BuildResult,
 ) -> InferenceModelStatus:
     images = [BuiltImage.model_validate(_image_status(i)) for i in result.images]
     return modelstatus.succeeded(
-        model.status,
+        status,
         generation=generation,
         build_key=key,
         version=model.spec.version,
@@ -163,19 +174,13 @@ def _image_status(image: PlatformImage) -> dict[str, Any]:
     return doc
 
 
-def _strip_runtime_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """The object as the API model sees it (kopf's body is a read-only mapping)."""
-    return {
-        "apiVersion": body["apiVersion"],
-        "kind": body["kind"],
-        "metadata": dict(body["metadata"]),
-        "spec": dict(body["spec"]),
-        "status": {k: v for k, v in dict(body.get("status") or {}).items() if k != "kopf"} or None,
-    }
-
-
-def register(registry: kopf.OperatorRegistry, reconciler: ModelReconciler) -> None:
-    """Register the InferenceModel handlers on ``registry``."""
+def register(
+    registry: kopf.OperatorRegistry,
+    reconciler: ModelReconciler,
+    *,
+    drift_interval: float = DRIFT_INTERVAL,
+) -> None:
+    """Register the InferenceModel handlers and the drift timer on ``registry``."""
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
@@ -184,10 +189,9 @@ def register(registry: kopf.OperatorRegistry, reconciler: ModelReconciler) -> No
         def event(type_: str, reason: str, message: str) -> None:
             kopf.event(body, type=type_, reason=reason, message=message)
 
-        reconciler.reconcile(_plain(body), event, retry)
+        reconciler.reconcile(dict(body), event, retry)
 
+    def drift(body: dict[str, Any], event: EventSink) -> None:
+        reconciler.reconcile(body, event, drift_check=True)
 
-def _plain(body: kopf.Body) -> dict[str, Any]:
-    """A deep, JSON-safe copy of kopf's read-only view of the object."""
-    copied: dict[str, Any] = json.loads(json.dumps(dict(body)))
-    return copied
+    register_timer(registry, PLURAL, drift, interval=drift_interval)
