@@ -1,0 +1,415 @@
+"""The Docker runtime: verified blobs in, probed containers out, never a pull.
+
+Talks to a Docker engine (or Podman's Docker-compatible socket) through the ``docker``
+SDK (``pip install edgefleet-node[docker]``), found by ``DOCKER_HOST`` or the default
+socket.
+
+- :meth:`DockerRuntime.prepare` streams a ``docker load`` archive built from the
+  agent's verified blobs (:mod:`~edgefleet_node.agent.docker_archive`) and checks that
+  the engine's image ID is the config digest the signed manifest names. The image is
+  tagged ``edgefleet/workload:sha256-<manifest hex>`` so :meth:`collect` knows which
+  manifest it belongs to (the tag is never pulled; containers run by image ID).
+- :meth:`DockerRuntime.start` runs a container beside the old one: host network, a
+  free port as ``EDGEFLEET_PORT``, the merged config as environment, read-only root
+  filesystem with a ``/tmp`` tmpfs, the image's non-root user (65534 when the image
+  says root), all capabilities dropped, ``no-new-privileges``, bounded json-file logs,
+  ``--device`` for each declared host device (plus its group when the agent can see
+  the node), and the labels of :data:`~edgefleet_node.agent.runtime.LABELS`. It starts
+  with restart policy ``no``: a candidate that fails its probe never comes back.
+- :meth:`DockerRuntime.probe` waits for ``/healthz``, runs the probe inference, and
+  on success switches the container to ``unless-stopped``, so a device reboot brings
+  back the last *good* model. It fails early when the container exits.
+- :meth:`DockerRuntime.running` rebuilds :class:`Instance` objects from labels after
+  an agent restart; :meth:`DockerRuntime.collect` removes stopped containers and
+  images whose manifest is not kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from edgefleet_node.agent import docker_archive, promtext, workload_http
+from edgefleet_node.agent.runtime import (
+    LABELS,
+    Instance,
+    ProbeResult,
+    RuntimeFailure,
+    VerifiedImage,
+)
+from edgefleet_node.protocol.desired import Probe, Workload, config_version
+from edgefleet_node.protocol.report import WorkloadMetrics
+
+__all__ = ["MANAGED_LABEL", "TAG_REPOSITORY", "DockerRuntime", "image_tag"]
+
+log = logging.getLogger(__name__)
+
+TAG_REPOSITORY = "edgefleet/workload"
+MANAGED_LABEL = "io.edgefleet.managed-by"
+_MANAGER = "edgefleet-node"
+_NOBODY = "65534:65534"
+_POLL = 0.2
+_ACTIVE = frozenset({"running", "restarting"})
+_GONE = frozenset({"exited", "dead"})
+_RESERVED_ENV = frozenset({"EDGEFLEET_PORT"})
+
+
+def image_tag(manifest_digest: str) -> str:
+    """The local tag that names the manifest an image was loaded from."""
+    return f"{TAG_REPOSITORY}:{manifest_digest.replace(':', '-')}"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _errors() -> Any:
+    """``docker.errors``, imported late: the SDK is an optional extra."""
+    from docker import errors
+
+    return errors
+
+
+def _kv(**fields: object) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+class DockerRuntime:
+    """A :class:`~edgefleet_node.agent.runtime.Runtime` backed by a Docker engine."""
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        host: str = "127.0.0.1",
+        stop_timeout: int = 10,
+        tmpfs_size: str = "64m",
+    ) -> None:
+        if client is None:
+            try:
+                import docker  # the optional extra, imported only when used
+            except ImportError as exc:
+                raise RuntimeFailure(
+                    "DockerUnavailable",
+                    "the docker SDK is not installed: pip install 'edgefleet-node[docker]'",
+                ) from exc
+            try:
+                client = docker.from_env(timeout=120)
+                client.ping()
+            except Exception as exc:
+                raise RuntimeFailure(
+                    "DockerUnavailable", f"no Docker engine answers (DOCKER_HOST or socket): {exc}"
+                ) from exc
+        self._docker = client
+        self._host = host
+        self._stop_timeout = stop_timeout
+        self._tmpfs_size = tmpfs_size
+        self._ports_lock = threading.Lock()
+
+    # -- images ------------------------------------------------------------------------
+    def _image(self, reference: str) -> Any | None:
+        errors = _errors()
+        try:
+            return self._docker.images.get(reference)
+        except errors.ImageNotFound:
+            return None
+
+    def prepare(self, workload: Workload, image: VerifiedImage) -> None:
+        errors = _errors()
+        tag = image_tag(image.manifest_digest)
+        present = self._image(image.config_digest)
+        if present is not None:
+            if tag not in (present.tags or []):
+                present.tag(TAG_REPOSITORY, tag.partition(":")[2])
+            self._check_platform(present, image)
+            return
+        started = time.monotonic()
+        try:
+            members = docker_archive.plan_archive(
+                image.config_path,
+                image.config_digest,
+                list(
+                    zip(
+                        image.layer_digests, image.layer_paths, image.layer_media_types, strict=True
+                    )
+                ),
+                repo_tags=[tag],
+            )
+            self._docker.images.load(docker_archive.archive_stream(members))
+        except docker_archive.ArchiveError as exc:
+            raise RuntimeFailure("LoadFailed", f"{workload.name}: {exc}") from exc
+        except (errors.APIError, errors.ImageLoadError, OSError) as exc:
+            raise RuntimeFailure(
+                "LoadFailed", f"{workload.name}: the engine refused: {exc}"
+            ) from exc
+        loaded = self._image(image.config_digest)
+        if loaded is None or loaded.id != image.config_digest:
+            raise RuntimeFailure(
+                "LoadFailed",
+                f"{workload.name}: after loading, the engine has no image {image.config_digest}",
+            )
+        self._check_platform(loaded, image)
+        log.info(
+            "image loaded %s",
+            _kv(workload=workload.name, manifest=image.manifest_digest,
+                seconds=round(time.monotonic() - started, 3)),
+        )  # fmt: skip
+
+    @staticmethod
+    def _check_platform(found: Any, image: VerifiedImage) -> None:
+        attrs = found.attrs or {}
+        have = f"{attrs.get('Os', '')}/{attrs.get('Architecture', '')}"
+        want = "/".join(image.platform.split("/")[:2])
+        if have != want:
+            raise RuntimeFailure(
+                "LoadFailed", f"image {image.manifest_digest} is for {have}, the device is {want}"
+            )
+
+    # -- containers --------------------------------------------------------------------
+    def _user(self, image: Any) -> str:
+        user = str(((image.attrs or {}).get("Config") or {}).get("User") or "")
+        name = user.partition(":")[0]
+        return _NOBODY if name in ("", "0", "root") else user
+
+    def _device_groups(self, devices: tuple[str, ...]) -> list[str]:
+        groups = []
+        for path in devices:
+            try:
+                groups.append(str(os.stat(path).st_gid))
+            except OSError:
+                continue  # not visible to the agent (it runs in a container): the engine checks
+        return sorted(set(groups))
+
+    def start(self, workload: Workload, config: Mapping[str, str]) -> Instance:
+        errors = _errors()
+        image = self._image(image_tag(workload.manifest_digest))
+        if image is None:
+            raise RuntimeFailure(
+                "ImageMissing", f"{workload.name}: image {workload.manifest_digest} is not loaded"
+            )
+        with self._ports_lock:
+            port = _free_port(self._host)
+        env = {k: v for k, v in config.items() if k not in _RESERVED_ENV}
+        env["EDGEFLEET_PORT"] = str(port)
+        version = config_version(config)
+        labels = {
+            LABELS["workload"]: workload.name,
+            LABELS["manifest_digest"]: workload.manifest_digest,
+            LABELS["version"]: workload.version,
+            LABELS["config_version"]: version,
+            LABELS["port"]: str(port),
+            MANAGED_LABEL: _MANAGER,
+        }
+        name = f"edgefleet-{workload.name}-{secrets.token_hex(4)}"
+        try:
+            container = self._docker.containers.create(
+                image.id,
+                name=name,
+                environment=env,
+                labels=labels,
+                network_mode="host",
+                read_only=True,
+                tmpfs={"/tmp": f"rw,noexec,nosuid,size={self._tmpfs_size}"},  # noqa: S108
+                user=self._user(image),
+                group_add=self._device_groups(workload.host_devices),
+                devices=[f"{d}:{d}:rwm" for d in workload.host_devices],
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                restart_policy={"Name": "no"},
+                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            )
+        except errors.APIError as exc:
+            raise RuntimeFailure("StartFailed", f"{workload.name}: cannot create: {exc}") from exc
+        try:
+            container.start()
+        except errors.APIError as exc:
+            self._remove(container)
+            text = str(exc)
+            if "device" in text and ("no such file" in text or "not a device" in text):
+                missing = [d for d in workload.host_devices if d in text] or list(
+                    workload.host_devices
+                )
+                raise RuntimeFailure(
+                    "DeviceMissing",
+                    f"{workload.name} needs host device {', '.join(missing)}, which this "
+                    f"device does not have",
+                ) from exc
+            raise RuntimeFailure("StartFailed", f"{workload.name}: cannot start: {text}") from exc
+        log.info(
+            "container started %s",
+            _kv(workload=workload.name, container=container.name, port=port,
+                manifest=workload.manifest_digest, config_version=version),
+        )  # fmt: skip
+        return Instance(
+            container.id, workload.name, workload.manifest_digest, workload.version, version, port
+        )
+
+    def _container(self, instance_id: str) -> Any | None:
+        errors = _errors()
+        try:
+            return self._docker.containers.get(instance_id)
+        except errors.NotFound:
+            return None
+
+    def _remove(self, container: Any) -> None:
+        errors = _errors()
+        with contextlib.suppress(errors.NotFound):
+            container.remove(force=True)
+
+    def _exit_message(self, container: Any) -> str:
+        state = container.attrs.get("State") or {}
+        try:
+            tail = container.logs(tail=5).decode("utf-8", "replace").strip()
+        except Exception:  # logs are a courtesy; the exit code is the fact
+            tail = ""
+        text = f"container exited with code {state.get('ExitCode')}"
+        if state.get("OOMKilled"):
+            text += " (killed: out of memory)"
+        return f"{text}; last log lines: {tail[-600:]}" if tail else text
+
+    def probe(self, instance: Instance, probe: Probe | None, deadline: float) -> ProbeResult:
+        if instance.port is None:
+            return ProbeResult(False, "ProbeFailed", f"{instance.workload}: no port recorded")
+        last = "no answer yet"
+        while True:
+            container = self._container(instance.id)
+            if container is None:
+                return ProbeResult(False, "Exited", f"{instance.workload}: the container is gone")
+            state = container.attrs.get("State") or {}
+            if state.get("Status") in _GONE or state.get("Restarting"):
+                return ProbeResult(False, "Exited", self._exit_message(container))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return ProbeResult(
+                    False, "HealthTimeout", f"{instance.workload}: not healthy in time: {last}"
+                )
+            try:
+                answer = workload_http.request(
+                    self._host, instance.port, "GET", "/healthz", None, min(2.0, remaining)
+                )
+            except (OSError, http.client.HTTPException) as exc:
+                last = f"/healthz: {exc}"
+            else:
+                if answer.status == 200:
+                    break
+                text = answer.body[:300].decode("utf-8", "replace")
+                if b'"failed"' in answer.body:
+                    return ProbeResult(False, "ProbeFailed", f"the model failed to load: {text}")
+                last = f"/healthz answered {answer.status}: {text}"
+            threading.Event().wait(min(_POLL, max(remaining, 0)))
+        if probe is not None:
+            result = self._inference(instance, probe, deadline)
+            if not result.healthy:
+                return result
+        self._keep_across_reboots(instance.id)
+        return ProbeResult(True)
+
+    def _inference(self, instance: Instance, probe: Probe, deadline: float) -> ProbeResult:
+        assert instance.port is not None
+        try:
+            body = workload_http.probe_body(probe)
+        except ValueError as exc:
+            return ProbeResult(False, "ProbeFailed", f"the probe input is malformed: {exc}")
+        timeout = max(deadline - time.monotonic(), 1.0)
+        try:
+            answer = workload_http.request(
+                self._host, instance.port, "POST", "/v1/predict", body, timeout
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            return ProbeResult(False, "ProbeFailed", f"probe inference failed: {exc}")
+        verdict = workload_http.judge(probe, answer)
+        details = {} if verdict.max_error is None else {"maxError": f"{verdict.max_error:.6g}"}
+        if not verdict.ok:
+            return ProbeResult(False, "ProbeFailed", verdict.message, details)
+        return ProbeResult(True, details=details)
+
+    def _keep_across_reboots(self, instance_id: str) -> None:
+        container = self._container(instance_id)
+        if container is not None:
+            container.update(restart_policy={"Name": "unless-stopped", "MaximumRetryCount": 0})
+
+    def stop(self, instance: Instance) -> None:
+        errors = _errors()
+        container = self._container(instance.id)
+        if container is None:
+            return
+        try:
+            container.stop(timeout=self._stop_timeout)
+        except errors.NotFound:
+            return
+        except errors.APIError as exc:
+            log.warning("container stop failed %s", _kv(container=instance.id, error=exc))
+        self._remove(container)
+        log.info("container stopped %s", _kv(workload=instance.workload, container=instance.id))
+
+    def _managed(self) -> list[Any]:
+        found = self._docker.containers.list(all=True, filters={"label": LABELS["workload"]})
+        return [c for c in found if (c.labels or {}).get(MANAGED_LABEL) == _MANAGER]
+
+    def running(self) -> list[Instance]:
+        instances = []
+        for container in self._managed():
+            if container.status not in _ACTIVE:
+                continue
+            labels = container.labels or {}
+            try:
+                instances.append(
+                    Instance(
+                        container.id,
+                        labels[LABELS["workload"]],
+                        labels[LABELS["manifest_digest"]],
+                        labels[LABELS["version"]],
+                        labels[LABELS["config_version"]],
+                        int(labels[LABELS["port"]]),
+                    )
+                )
+            except (KeyError, ValueError):
+                log.warning("container labels incomplete %s", _kv(container=container.id))
+        return instances
+
+    def metrics(self, instance: Instance) -> WorkloadMetrics:
+        if instance.port is None:
+            raise RuntimeFailure("MetricsUnavailable", f"{instance.workload}: no port recorded")
+        try:
+            answer = workload_http.request(self._host, instance.port, "GET", "/metrics", None, 5.0)
+            if answer.status != 200:
+                raise RuntimeFailure(
+                    "MetricsUnavailable", f"{instance.workload}: /metrics answered {answer.status}"
+                )
+            return promtext.workload_metrics(answer.body.decode("utf-8", "replace"))
+        except (OSError, http.client.HTTPException, promtext.MetricsError) as exc:
+            raise RuntimeFailure("MetricsUnavailable", f"{instance.workload}: {exc}") from exc
+
+    def collect(self, keep: set[str]) -> None:
+        errors = _errors()
+        in_use: set[str] = set()
+        for container in self._managed():
+            if container.status in _GONE:
+                self._remove(container)
+            else:
+                in_use.add(str(container.attrs.get("Image", "")))
+        for image in self._docker.images.list(name=TAG_REPOSITORY):
+            for tag in image.tags or []:
+                repository, _, suffix = tag.rpartition(":")
+                manifest = suffix.replace("-", ":", 1)
+                if repository != TAG_REPOSITORY or manifest in keep or image.id in in_use:
+                    continue
+                try:
+                    self._docker.images.remove(tag)
+                except errors.ImageNotFound:
+                    continue
+                except errors.APIError as exc:
+                    log.warning("image removal failed %s", _kv(tag=tag, error=exc))
+                    continue
+                log.info("image removed %s", _kv(manifest=manifest))

@@ -1,0 +1,236 @@
+"""The Docker runtime against the real engine, with a model image built by our builder.
+
+The image's blobs are fetched from the registry into a content-addressed directory
+(the agent's verified store) and handed to the runtime as a ``VerifiedImage``; the
+runtime loads them (never pulls), starts, probes, adopts and collects.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from edgefleet.clients.imagebuilder import BuilderSettings, ImageBuilder
+from edgefleet.domain import oci
+from edgefleet.testing.models import ModelFixture, make_mlp
+from edgefleet_node.agent import docker_runtime
+from edgefleet_node.agent.docker_runtime import DockerRuntime
+from edgefleet_node.agent.runtime import Instance, RuntimeFailure, VerifiedImage
+from edgefleet_node.agent.workload_http import request
+from edgefleet_node.protocol.desired import Probe, Workload
+
+PLATFORM = "linux/amd64"
+
+
+def fetch_verified(registry_client, repo: str, manifest_digest: str, store: Path) -> VerifiedImage:
+    """Blobs of one platform manifest into ``store/<hex>``, as the agent keeps them."""
+    store.mkdir(parents=True, exist_ok=True)
+
+    def keep(digest: str, data: bytes) -> Path:
+        assert oci.sha256_digest(data) == digest
+        path = store / digest.removeprefix("sha256:")
+        path.write_bytes(data)
+        return path
+
+    data, media_type, _ = registry_client.get_manifest(repo, manifest_digest)
+    manifest = oci.parse_manifest(data, media_type, expected_digest=manifest_digest)
+    manifest_path = keep(manifest_digest, data)
+    config_path = keep(
+        manifest.config.digest, registry_client.get_blob(repo, manifest.config.digest)
+    )
+    layer_paths = tuple(
+        keep(d.digest, registry_client.get_blob(repo, d.digest)) for d in manifest.layers
+    )
+    return VerifiedImage(
+        manifest_digest=manifest_digest,
+        manifest_path=manifest_path,
+        config_digest=manifest.config.digest,
+        config_path=config_path,
+        layer_digests=tuple(d.digest for d in manifest.layers),
+        layer_paths=layer_paths,
+        layer_media_types=tuple(d.media_type for d in manifest.layers),
+        platform=PLATFORM,
+    )
+
+
+def probe_of(fixture: ModelFixture, *, wrong: bool = False) -> Probe:
+    expected = [float(v) for v in fixture.expected_output.ravel()]
+    if wrong:
+        expected = [v + 1.0 for v in expected]
+    return Probe(
+        fixture.input_name,
+        tuple(fixture.probe_input.shape),
+        tuple(float(v) for v in fixture.probe_input.ravel()),
+        fixture.output_name,
+        tuple(expected),
+        1e-3,
+    )
+
+
+class Built:
+    def __init__(self, fixture, workload, image):
+        self.fixture: ModelFixture = fixture
+        self.workload: Workload = workload
+        self.image: VerifiedImage = image
+
+
+@pytest.fixture(scope="module")
+def built(
+    registry_client, base_index, signing_key, builder_cache, model_files, tmp_path_factory
+) -> Built:
+    directory, base_url = model_files
+    path = directory / f"rt-{uuid.uuid4().hex[:8]}.onnx"
+    fixture = make_mlp(path, target_bytes=64 * 1024, seed=41)
+    spec_doc = {
+        "version": "1.0.0",
+        "platforms": [PLATFORM],
+        "source": {"url": {"url": f"{base_url}/{path.name}", "sha256": fixture.sha256}},
+    }
+    from edgefleet.api.inferencemodel import InferenceModelSpec
+
+    settings = BuilderSettings(cache_dir=builder_cache)
+    name = f"rt-{uuid.uuid4().hex[:6]}"
+    with httpx.Client(timeout=30) as http:
+        builder = ImageBuilder(registry_client, signing_key, settings, http=http)
+        result = builder.build("tests", name, InferenceModelSpec.model_validate(spec_doc))
+    repo = result.repository.split("/", 1)[1]
+    manifest_digest = result.images[0].digest
+    image = fetch_verified(registry_client, repo, manifest_digest, tmp_path_factory.mktemp("blobs"))
+    workload = Workload(
+        name=name,
+        version="1.0.0",
+        repository=repo,
+        index_digest=result.index_digest,
+        manifest_digest=manifest_digest,
+        platform=PLATFORM,
+        probe=probe_of(fixture),
+    )
+    return Built(fixture, workload, image)
+
+
+@pytest.fixture
+def runtime(docker_engine, built) -> Iterator[DockerRuntime]:
+    client = docker.from_env(timeout=120)
+    rt = DockerRuntime(client)
+    try:
+        yield rt
+    finally:
+        for container in client.containers.list(
+            all=True, filters={"label": f"io.edgefleet.workload={built.workload.name}"}
+        ):
+            container.remove(force=True)
+        client.close()
+
+
+def _deadline(seconds: float = 120) -> float:
+    return time.monotonic() + seconds
+
+
+def _predict(instance: Instance, fixture: ModelFixture):
+    body = json.dumps(fixture.probe_request()).encode()
+    assert instance.port is not None
+    answer = request("127.0.0.1", instance.port, "POST", "/v1/predict", body, 30)
+    return answer.status, json.loads(answer.body)
+
+
+def test_load_start_probe_serve_and_report_metrics(runtime, built):
+    runtime.prepare(built.workload, built.image)
+    engine = runtime._docker  # the engine's own view of the world
+    loaded = engine.images.get(built.image.config_digest)
+    assert loaded.id == built.image.config_digest
+    assert docker_runtime.image_tag(built.workload.manifest_digest) in loaded.tags
+    runtime.prepare(built.workload, built.image)  # already there: nothing to do
+
+    instance = runtime.start(built.workload, {"GREETING": "hello"})
+    result = runtime.probe(instance, built.workload.probe, _deadline())
+    assert result.healthy, result
+    status, answer = _predict(instance, built.fixture)
+    assert status == 200
+    assert built.fixture.matches(answer["outputs"]), answer
+
+    attrs = engine.containers.get(instance.id).attrs
+    host = attrs["HostConfig"]
+    assert host["NetworkMode"] == "host"
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert host["RestartPolicy"]["Name"] == "unless-stopped", "a probed workload survives reboots"
+    assert attrs["Config"]["User"] not in ("", "0", "root")
+    env = dict(e.split("=", 1) for e in attrs["Config"]["Env"])
+    assert env["GREETING"] == "hello"
+    assert env["EDGEFLEET_PORT"] == str(instance.port)
+
+    metrics = runtime.metrics(instance)
+    assert metrics.requests >= 2  # the probe and our request
+    assert metrics.errors == 0
+    assert metrics.p95_latency_ms is not None
+    assert metrics.p95_latency_ms > 0
+
+
+def test_wrong_expected_answer_fails_the_probe_and_is_not_kept(runtime, built):
+    runtime.prepare(built.workload, built.image)
+    instance = runtime.start(built.workload, {})
+    result = runtime.probe(instance, probe_of(built.fixture, wrong=True), _deadline())
+    assert not result.healthy
+    assert result.reason == "ProbeFailed"
+    assert "differs from the expected answer" in result.message
+    attrs = runtime._docker.containers.get(instance.id).attrs
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    runtime.stop(instance)
+    assert runtime.running() == []
+    runtime.stop(instance)  # stopping a gone instance is fine
+
+
+def test_a_container_that_exits_fails_the_probe_early(runtime, built):
+    runtime.prepare(built.workload, built.image)
+    instance = runtime.start(built.workload, {"EDGEFLEET_THREADS": "not-a-number"})
+    started = time.monotonic()
+    result = runtime.probe(instance, built.workload.probe, _deadline(120))
+    assert not result.healthy
+    assert result.reason == "Exited"
+    assert "exited with code 2" in result.message
+    assert time.monotonic() - started < 60, "failed early, not at the deadline"
+
+
+def test_a_new_agent_adopts_what_runs_and_collect_keeps_only_what_it_is_told(
+    runtime, built, docker_engine
+):
+    runtime.prepare(built.workload, built.image)
+    old = runtime.start(built.workload, {"A": "1"})
+    assert runtime.probe(old, built.workload.probe, _deadline()).healthy
+    new = runtime.start(built.workload, {"A": "2"})  # beside the old one, another port
+    assert new.port != old.port
+    assert runtime.probe(new, built.workload.probe, _deadline()).healthy
+
+    adopted = DockerRuntime(docker.from_env(timeout=60)).running()
+    assert sorted(adopted, key=lambda i: i.id) == sorted([old, new], key=lambda i: i.id)
+    assert old.config_version != new.config_version
+
+    runtime.collect({built.workload.manifest_digest})
+    assert runtime._docker.images.get(built.image.config_digest)  # kept: in use and listed
+    runtime.stop(old)
+    runtime.stop(new)
+    runtime.collect(set())
+    with pytest.raises(docker.errors.ImageNotFound):
+        runtime._docker.images.get(built.image.config_digest)
+    with pytest.raises(RuntimeFailure) as err:
+        runtime.start(built.workload, {})
+    assert err.value.reason == "ImageMissing"
+
+
+def test_a_missing_host_device_is_a_clear_failure(runtime, built):
+    runtime.prepare(built.workload, built.image)
+    workload = Workload(
+        **{**built.workload.__dict__, "host_devices": ("/dev/edgefleet-no-such-camera0",)}
+    )
+    with pytest.raises(RuntimeFailure) as err:
+        runtime.start(workload, {})
+    assert err.value.reason == "DeviceMissing"
+    assert "/dev/edgefleet-no-such-camera0" in str(err.value)
+    assert runtime.running() == []
