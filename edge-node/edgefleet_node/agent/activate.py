@@ -1,0 +1,261 @@
+"""Activating a desired state: all workloads of a document, or none of them.
+
+``runtime.json`` records what runs (committed) and the images kept for rollback.
+For a new document: host devices are checked, every changed workload's image is
+resolved and verified, the whole update is preflighted, the blobs are downloaded;
+then all new instances are started beside the old ones and probed. Only when every new
+one is healthy is the new set committed to ``runtime.json`` and the old instances
+stopped; on any failure every new instance is stopped and the old ones keep running.
+The previous image of each workload is kept for rollback; ``collect`` removes the rest.
+
+After a restart, :meth:`Activator.adopt` takes over what the runtime reports as
+running: committed instances are adopted; an uncommitted duplicate of a committed
+workload (a crash mid-update) is stopped; anything else keeps running until a
+document says otherwise (a device never stops a healthy workload for lack of state).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from edgefleet_node.agent import pull, store
+from edgefleet_node.agent.blobs import Downloaded
+from edgefleet_node.agent.client import GatewayClient
+from edgefleet_node.agent.runtime import Instance, Runtime, RuntimeFailure, VerifiedImage
+from edgefleet_node.protocol.desired import DesiredState, Workload
+
+__all__ = ["Activator", "Current", "Settings", "Timings", "UpdateFailedError"]
+
+
+class UpdateFailedError(Exception):
+    def __init__(self, reason: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Settings:
+    stall_timeout: float = 60.0
+    probe_timeout: float = 120.0
+    disk_reserve: int = 64 * 1024 * 1024
+    dev_root: str = "/"  # where /dev/... is looked up (tests point it elsewhere)
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each phase of the last activation (benchmark)."""
+
+    resolve: float = 0.0  # index, manifest, signature
+    download: float = 0.0
+    start: float = 0.0
+    probe: float = 0.0
+    bytes_received: int = 0
+
+
+@dataclass(frozen=True)
+class Current:
+    workload: Workload
+    instance: Instance
+
+
+def _instance_json(i: Instance) -> dict[str, object]:
+    return {
+        "id": i.id,
+        "workload": i.workload,
+        "manifestDigest": i.manifest_digest,
+        "version": i.version,
+        "configVersion": i.config_version,
+        "port": i.port,
+    }
+
+
+def _instance(doc: Mapping[str, object]) -> Instance:
+    port = doc.get("port")
+    return Instance(
+        str(doc["id"]),
+        str(doc["workload"]),
+        str(doc["manifestDigest"]),
+        str(doc["version"]),
+        str(doc["configVersion"]),
+        int(port) if isinstance(port, int) else None,
+    )
+
+
+@dataclass
+class Activator:
+    state: store.StateDir
+    runtime: Runtime
+    settings: Settings = field(default_factory=Settings)
+    current: dict[str, Current] = field(default_factory=dict)
+    previous: list[str] = field(default_factory=list)  # manifest digests kept for rollback
+    version: int | None = None  # the desired-state version ``current`` realises
+    timings: Timings = field(default_factory=Timings)
+
+    # -- persistence -------------------------------------------------------------
+    def load(self) -> None:
+        doc = store.read_json(self.state.runtime) or {}
+        self.version = doc.get("desiredVersion")
+        self.previous = [str(d) for d in doc.get("previous", [])]
+        self.current = {}
+        for item in doc.get("workloads", []):
+            workload = Workload.from_json(item["workload"], "runtime.json workload")
+            self.current[workload.name] = Current(workload, _instance(item["instance"]))
+
+    def _commit(self) -> None:
+        store.write_json(
+            self.state.runtime,
+            {
+                "desiredVersion": self.version,
+                "previous": self.previous,
+                "workloads": [
+                    {"workload": c.workload.to_json(), "instance": _instance_json(c.instance)}
+                    for c in self.current.values()
+                ],
+            },
+        )
+
+    def adopt(self) -> list[Instance]:
+        """Reconcile the record with what runs; the instances found missing."""
+        self.load()
+        running = {i.id: i for i in self.runtime.running()}
+        committed = {c.instance.id for c in self.current.values()}
+        for inst in running.values():
+            if inst.id not in committed and inst.workload in self.current:
+                self.runtime.stop(inst)  # a crash mid-update left a second one
+        return [c.instance for c in self.current.values() if c.instance.id not in running]
+
+    # -- activation --------------------------------------------------------------
+    def changed(self, doc: DesiredState) -> list[Workload]:
+        out = []
+        for w in doc.workloads:
+            cur = self.current.get(w.name)
+            if (
+                cur is None
+                or cur.instance.manifest_digest != w.manifest_digest
+                or cur.instance.config_version != w.config_version
+                or cur.workload.host_devices != w.host_devices
+            ):
+                out.append(w)
+        return out
+
+    def apply(
+        self,
+        doc: DesiredState,
+        client: GatewayClient,
+        image_keys: Sequence[bytes],
+        resources: Callable[[], pull.Resources] | None = None,
+    ) -> bool:
+        """Make ``doc`` what runs; ``False`` if nothing had to change. Raises
+        :class:`UpdateFailedError` with everything old still running."""
+        changed = self.changed(doc)
+        removed = [name for name in self.current if name not in {w.name for w in doc.workloads}]
+        if not changed and not removed:
+            if self.version != doc.version:
+                self.version = doc.version
+                self._commit()
+            return False
+        self.timings = Timings()
+        for w in changed:
+            for dev in w.host_devices:
+                if not os.path.exists(os.path.join(self.settings.dev_root, dev.lstrip("/"))):
+                    raise UpdateFailedError(
+                        "DeviceMissing", f"workload {w.name} needs {dev}, which this device lacks"
+                    )
+        images = self._fetch(changed, client, image_keys, resources)
+        started = self._start_all(changed, images)
+        old = [self.current[w.name] for w in changed if w.name in self.current]
+        gone = [self.current[name] for name in removed]
+        for w, inst in started:
+            self.current[w.name] = Current(w, inst)
+        for name in removed:
+            del self.current[name]
+        kept = [c.instance.manifest_digest for c in old + gone]
+        self.previous = list(dict.fromkeys(kept + self.previous))[: max(len(self.current), 1)]
+        self.version = doc.version
+        self._commit()
+        for c in old + gone:
+            self.runtime.stop(c.instance)
+        keep = {c.instance.manifest_digest for c in self.current.values()} | set(self.previous)
+        self.runtime.collect(keep)
+        self._collect_blobs(keep)
+        return True
+
+    def _fetch(
+        self,
+        changed: Sequence[Workload],
+        client: GatewayClient,
+        image_keys: Sequence[bytes],
+        resources: Callable[[], pull.Resources] | None,
+    ) -> list[VerifiedImage]:
+        t0 = time.monotonic()
+        try:
+            resolved = [pull.resolve(client, w, image_keys) for w in changed]
+            measured = (resources or (lambda: pull.Resources.measure(self.state.root)))()
+            pull.preflight(resolved, self.state, measured, self.settings.disk_reserve)
+            t1 = time.monotonic()
+            stats = Downloaded()
+            images = [
+                pull.download(
+                    client, r, self.state, stall_timeout=self.settings.stall_timeout, stats=stats
+                )
+                for r in resolved
+            ]
+        except pull.PullError as exc:
+            raise UpdateFailedError(exc.reason, str(exc), transient=exc.transient) from exc
+        self.timings.resolve = t1 - t0
+        self.timings.download = time.monotonic() - t1
+        self.timings.bytes_received = stats.received
+        return images
+
+    def _start_all(
+        self, changed: Sequence[Workload], images: Sequence[VerifiedImage]
+    ) -> list[tuple[Workload, Instance]]:
+        started: list[tuple[Workload, Instance]] = []
+        t0 = time.monotonic()
+        try:
+            for w, image in zip(changed, images, strict=True):
+                self.runtime.prepare(w, image)
+                started.append((w, self.runtime.start(w, w.config)))
+            t1 = time.monotonic()
+            deadline = time.monotonic() + self.settings.probe_timeout
+            for w, inst in started:
+                result = self.runtime.probe(inst, w.probe, deadline)
+                if not result.healthy:
+                    raise RuntimeFailure(
+                        result.reason or "ProbeFailed",
+                        f"workload {w.name} ({w.manifest_digest}) failed its probe: "
+                        f"{result.message}",
+                    )
+        except RuntimeFailure as exc:
+            for _, inst in started:
+                self.runtime.stop(inst)
+            raise UpdateFailedError(exc.reason, str(exc)) from exc
+        except Exception as exc:
+            for _, inst in started:
+                self.runtime.stop(inst)
+            raise UpdateFailedError("RuntimeError", f"{type(exc).__name__}: {exc}") from exc
+        self.timings.start = t1 - t0
+        self.timings.probe = time.monotonic() - t1
+        return started
+
+    def _collect_blobs(self, keep_manifests: set[str]) -> None:
+        """Delete store blobs no kept manifest references (best effort)."""
+        from edgefleet_node.oci import parse as oci_parse
+
+        referenced: set[str] = set()
+        for digest in keep_manifests:
+            path = self.state.blob(digest)
+            try:
+                manifest = oci_parse.parse_manifest(path.read_bytes(), None, digest)
+            except (OSError, ValueError):
+                return  # unsure what is referenced: delete nothing
+            referenced |= {digest, manifest.config.digest, *(d.digest for d in manifest.layers)}
+        for path in self.state.blobs.iterdir():
+            if path.name.startswith(".") or path.name.endswith(".partial"):
+                continue
+            if "sha256:" + path.name not in referenced:
+                path.unlink(missing_ok=True)

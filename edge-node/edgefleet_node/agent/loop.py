@@ -1,0 +1,342 @@
+"""The agent's main loop: long-poll, verify, activate, renew; report on a thread.
+
+The long-poll (``GET /desired?have=<held version>&wait=<s>``) is the heartbeat. A
+200 carries the desired-state envelope and the trust bundle: the trust bundle is
+adopted when a trusted key signed a newer one; the document only through
+:func:`edgefleet_node.protocol.desired.accept` (signature, device, version, expiry by
+:class:`~edgefleet_node.agent.clock.Clock` time). A refused document leaves everything
+running and sets ``UpdateFailed`` with the reason. An accepted one is stored
+(``desired.json``) before it is activated, so a restart resumes it. Transient failures
+(the gateway gone mid-download) retry with backoff and resume; others are retried
+after :attr:`LoopSettings.failed_retry` or when a new document arrives.
+
+Nothing here ever stops a workload because the gateway is unreachable, because a
+document failed verification, or because the certificate expired.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+
+from edgefleet_node.agent import activate, facts, identity, store
+from edgefleet_node.agent.client import GatewayClient, GatewayError, UnreachableError
+from edgefleet_node.agent.clock import SKEW_TOLERANCE, Clock
+from edgefleet_node.agent.reporter import Backoff, Reporter
+from edgefleet_node.agent.reports import ReportQueue
+from edgefleet_node.agent.runtime import Runtime
+from edgefleet_node.protocol import desired as proto_desired
+from edgefleet_node.protocol import dsse, enroll, wire
+from edgefleet_node.protocol import report as proto_report
+
+__all__ = ["Agent", "LoopSettings"]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    poll_wait: int = 60  # seconds the gateway may hold a long-poll (<= 120)
+    report_interval: float = 60.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    failed_retry: float = 900.0  # retry a failed (non-transient) update after this
+    queue_capacity: int = 512
+    activation: activate.Settings = field(default_factory=activate.Settings)
+
+
+class Agent:
+    def __init__(
+        self,
+        state: store.StateDir,
+        runtime: Runtime,
+        settings: LoopSettings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.state = state.ensure()
+        self.runtime = runtime
+        self.settings = settings or LoopSettings()
+        status = store.read_json(state.status) or {}
+        self.clock = clock or Clock(offset=float(status.get("clockOffset", 0.0)))
+        self.identity = identity.load(state)
+        self.client = self._client()
+        self.activator = activate.Activator(state, runtime, self.settings.activation)
+        self.held: proto_desired.DesiredState | None = self._load_held()
+        self.queue = ReportQueue(state.reports, self.settings.queue_capacity)
+        self.reporter = Reporter(
+            self.queue,
+            self.identity.instance_id,
+            self.clock,
+            self._snapshot,
+            interval=self.settings.report_interval,
+        )
+        self.reporter.use(self.client)
+        self.connection = "Starting"
+        self.last_contact: float | None = status.get("lastContact")
+        self._backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap)
+        self._retry_at: float | None = None
+        self._identity_stamp = self._stamp()
+        self._stop = threading.Event()
+
+    # -- setup ---------------------------------------------------------------------
+    def _client(self) -> GatewayClient:
+        return GatewayClient(
+            self.identity.gateway, self.identity.ca_pem, self.identity.client_pem, self.clock
+        )
+
+    def _stamp(self) -> tuple[int, int]:
+        st = (self.state.identity / "client.pem").stat()
+        return st.st_mtime_ns, st.st_ino
+
+    def _load_held(self) -> proto_desired.DesiredState | None:
+        try:
+            envelope = dsse.Envelope.from_bytes(self.state.desired.read_bytes())
+            body = dsse.verify(
+                envelope, proto_desired.DESIRED_PAYLOAD_TYPE, self.identity.document_keys
+            )
+            return proto_desired.DesiredState.from_bytes(body)
+        except (FileNotFoundError, wire.ProtocolError):
+            return None
+
+    def _snapshot(
+        self,
+    ) -> tuple[int | None, tuple[proto_report.WorkloadStatus, ...], proto_report.Facts]:
+        running = {i.id for i in self.runtime.running()}
+        workloads = []
+        for cur in self.activator.current.values():
+            healthy = cur.instance.id in running
+            metrics = (
+                self.runtime.metrics(cur.instance) if healthy else proto_report.WorkloadMetrics()
+            )
+            workloads.append(
+                proto_report.WorkloadStatus(
+                    cur.workload.name,
+                    cur.workload.version,
+                    cur.instance.manifest_digest,
+                    "Healthy" if healthy else "Unhealthy",
+                    cur.instance.config_version,
+                    metrics,
+                )
+            )
+        ready = bool(workloads) and all(w.health == "Healthy" for w in workloads)
+        in_sync = self.held is None or self.activator.version == self.held.version
+        if self.held is not None and not self.held.workloads and in_sync:
+            self.reporter.set_condition("Ready", "True", "NothingToRun", "no workloads desired")
+        elif ready and in_sync:
+            self.reporter.set_condition(
+                "Ready", "True", "WorkloadsHealthy", f"{len(workloads)} workload(s) healthy"
+            )
+        elif not in_sync:
+            self.reporter.set_condition(
+                "Ready",
+                "False",
+                "Updating",
+                f"activating desired version {self.held.version}" if self.held else "",
+            )
+        else:
+            self.reporter.set_condition(
+                "Ready", "False", "WorkloadUnhealthy", "a workload is not running"
+            )
+        self._write_status(workloads)
+        return (
+            self.activator.version,
+            tuple(workloads),
+            facts.gather(self.state.root, self.identity.platform),
+        )
+
+    def _write_status(self, workloads: list[proto_report.WorkloadStatus]) -> None:
+        store.write_json(
+            self.state.status,
+            {
+                "connection": self.connection,
+                "lastContact": self.last_contact,
+                "clockOffset": self.clock.offset,
+                "heldVersion": self.held.version if self.held else None,
+                "activeVersion": self.activator.version,
+                "conditions": [c.to_json() for c in self.reporter.conditions()],
+                "workloads": [w.to_json() for w in workloads],
+                "acked": self.reporter.acked,
+                "lastReportError": self.reporter.last_error,
+                "certificateNotAfter": wire.format_time(self.identity.not_after),
+            },
+        )
+
+    # -- the loop --------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        self.client.abort()
+        self.reporter.kick()
+
+    def run(self) -> None:
+        missing = self.activator.adopt()
+        if missing:
+            self.reporter.set_condition(
+                "Ready",
+                "False",
+                "WorkloadUnhealthy",
+                f"{len(missing)} workload(s) not running after restart",
+            )
+        thread = threading.Thread(
+            target=self.reporter.run, args=(self._stop,), name="reporter", daemon=True
+        )
+        thread.start()
+        try:
+            while not self._stop.is_set():
+                self.step()
+        finally:
+            self._stop.set()
+            self.reporter.kick()
+            thread.join(timeout=30)
+            self.reporter.enqueue()
+
+    def step(self) -> None:
+        """One turn: identity and renewal, a pending activation, one long-poll."""
+        self._check_identity()
+        if (
+            self.held is not None
+            and self.activator.version != self.held.version
+            and (self._retry_at is None or self.clock.device() >= self._retry_at)
+        ):
+            self._activate(self.held)
+        wait = self.settings.poll_wait
+        if self._retry_at is not None:
+            wait = max(1, min(wait, int(self._retry_at - self.clock.device())))
+        self._poll(wait)
+
+    def _pause(self, seconds: float) -> None:
+        self._stop.wait(timeout=seconds)
+
+    def _poll(self, wait: int) -> None:
+        query = {"wait": str(wait)}
+        if self.held is not None:
+            query["have"] = str(self.held.version)
+        path = f"{wire.DESIRED_PATH}?{urllib.parse.urlencode(query)}"
+        try:
+            response = self.client.request(
+                "GET",
+                path,
+                headers={wire.INSTANCE_HEADER: self.identity.instance_id},
+                timeout=wait + 30,
+                limit=2 * dsse.MAX_ENVELOPE + 1024,
+            )
+        except UnreachableError as exc:
+            self._offline("Offline", str(exc))
+            return
+        except GatewayError as exc:
+            expired = self.clock.time() > self.identity.not_after.timestamp()
+            state = "CertificateExpired" if expired or exc.status == 401 else exc.reason
+            self._offline(state, str(exc))
+            return
+        self._online()
+        if response.status == 304:
+            return
+        try:
+            poll = proto_desired.PollResponse.from_bytes(response.body)
+            self._take_trust(poll.trust)
+            doc = proto_desired.accept(
+                poll.desired,
+                self.identity.document_keys,
+                namespace=self.identity.namespace,
+                device=self.identity.device,
+                held=self.held,
+                now=self.clock.now(),
+            )
+        except proto_desired.DocumentRejectedError as exc:
+            self._rejected(exc.reason, str(exc))
+            return
+        except wire.ProtocolError as exc:
+            self._rejected("Malformed", str(exc))
+            return
+        store.atomic_write(self.state.desired, poll.desired.to_bytes())
+        new = self.held is None or doc.version != self.held.version
+        self.held = doc
+        if new:
+            self._retry_at = None
+            self._activate(doc)
+
+    def _take_trust(self, envelope: dsse.Envelope) -> None:
+        bundle = proto_desired.accept_trust(
+            envelope, self.identity.document_keys, self.identity.trust.serial
+        )
+        if bundle is None:
+            return
+        identity.save_trust(self.state, bundle)
+        self.identity = identity.load(self.state)
+        self.client.reload(ca_pem=self.identity.ca_pem)
+
+    def _activate(self, doc: proto_desired.DesiredState) -> None:
+        try:
+            changed = self.activator.apply(doc, self.client, self.identity.trust.image_keys)
+        except activate.UpdateFailedError as exc:
+            delay = self._backoff.next() if exc.transient else self.settings.failed_retry
+            self._retry_at = self.clock.device() + delay
+            self.reporter.set_condition("UpdateFailed", "True", exc.reason, str(exc))
+            self.reporter.kick()
+            return
+        self._retry_at = None
+        self._backoff.reset()
+        self.reporter.set_condition(
+            "UpdateFailed",
+            "False",
+            "Succeeded" if changed else "UpToDate",
+            f"desired version {doc.version} is active",
+        )
+        self.reporter.kick()
+
+    def _rejected(self, reason: str, message: str) -> None:
+        self.reporter.set_condition("UpdateFailed", "True", reason, message)
+        self._pause(self._backoff.next() + 1.0)  # the gateway would answer the same at once
+
+    def _online(self) -> None:
+        first = self.connection != "Online"
+        self.connection = "Online"
+        self.last_contact = self.clock.time()
+        if self._retry_at is None:
+            self._backoff.reset()
+        if first:
+            self.reporter.kick()
+        skew = self.clock.offset
+        if abs(skew) > SKEW_TOLERANCE:
+            self.reporter.set_condition(
+                "ClockSkew",
+                "True",
+                "DeviceClockWrong",
+                f"the device clock is {skew:+.0f}s off the gateway's; using gateway time",
+            )
+        else:
+            self.reporter.set_condition("ClockSkew", "False", "InSync", "")
+
+    def _offline(self, state: str, message: str) -> None:
+        self.connection = state
+        self.reporter.last_error = message[:300]
+        self._pause(self._backoff.next())
+
+    # -- identity ----------------------------------------------------------------------
+    def _check_identity(self) -> None:
+        stamp = self._stamp()
+        if stamp != self._identity_stamp:  # re-enrolled (new token) or renewed
+            self._identity_stamp = stamp
+            self.identity = identity.load(self.state)
+            self.client.reload(self.identity.client_pem, self.identity.ca_pem)
+        if self.clock.time() >= self.identity.renew_at and self._retry_renew():
+            self._renew()
+
+    def _retry_renew(self) -> bool:
+        return self.clock.time() <= self.identity.not_after.timestamp()
+
+    def _renew(self) -> None:
+        key_pem, csr = identity.make_key_and_csr(self.identity.namespace, self.identity.device)
+        try:
+            response = self.client.request(
+                "POST",
+                wire.RENEW_PATH,
+                enroll.RenewRequest(csr).to_bytes(),
+                {wire.INSTANCE_HEADER: self.identity.instance_id},
+                limit=wire.MAX_ENROLL_BODY,
+            )
+            answer = enroll.EnrollResponse.from_bytes(response.body)
+        except (UnreachableError, GatewayError, wire.ProtocolError):
+            return  # try again next turn; the old certificate is still valid
+        identity.save_credentials(self.state, key_pem, answer)
+        self.identity = identity.load(self.state)
+        self._identity_stamp = self._stamp()
+        self.client.reload(self.identity.client_pem)
