@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
     op = sub.add_parser("operator", help="run the operator (configured by EDGEFLEET_* variables)")
     op.set_defaults(func=_operator)
+    from edgefleet import cli_admin  # token, pki
+
+    cli_admin.register(sub)
     args = parser.parse_args(argv)
     logs.configure(json=args.json_logs)
     result: int = args.func(args)

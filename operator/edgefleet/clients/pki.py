@@ -49,6 +49,7 @@ __all__ = [
     "PkiNotReadyError",
     "ServerTls",
     "ephemeral",
+    "gateway_pin",
     "load_ca",
     "load_or_create",
 ]
@@ -377,6 +378,24 @@ def load_or_create(
         trust_serial=serial,
         device_cert_lifetime=device_cert_lifetime,
     )
+
+
+def gateway_pin(api: Any, namespace: str) -> str:
+    """The CA hash a bootstrap token pins: the issuer of the current serving certificate
+    (generating the gateway CA when nothing exists yet: the gateway will issue its
+    serving certificate from it)."""
+    core = _core(api)
+    gateway_ca = load_ca(core, namespace, store.GATEWAY_CA, "edgefleet gateway CA")
+    stored = store.read_secret(core, namespace, store.GATEWAY_TLS)
+    if stored is not None:
+        try:
+            serving = x509.load_pem_x509_certificates(stored.need("tls.crt"))[0]
+        except ValueError as exc:
+            raise PkiError(f"{stored.where} tls.crt is not a PEM certificate: {exc}") from exc
+        for ca in gateway_ca.trusted:
+            if ca.subject == serving.issuer:
+                return enroll.ca_hash(ca)
+    return enroll.ca_hash(gateway_ca.current.cert)
 
 
 def ephemeral(names: Sequence[str], image_keys: Sequence[bytes]) -> GatewayPki:
