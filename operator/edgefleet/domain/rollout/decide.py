@@ -1,0 +1,271 @@
+"""One reconcile pass of a Rollout as a pure function: the world in, a decision out.
+
+:func:`decide` takes the Rollout, its InferenceModel, the EdgeDevices of its namespace,
+the other Rollouts there and the time, and returns the complete new status, the
+device writes to make and the Events to post. Everything it needs to resume lives in
+the API server (device ``desired``/``previous`` entries and the Rollout status), so a
+restart at any point recomputes the same decision: a device whose desired entry
+already equals what the rollout wants is never written again, and none is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from edgefleet.api.conditions import Reason, Type
+from edgefleet.api.edgedevice import DesiredWorkload, EdgeDevice
+from edgefleet.api.inferencemodel import InferenceModel
+from edgefleet.api.meta import parse_duration
+from edgefleet.api.rollout import DeviceNote, Rollout, RolloutStatus, RolloutTarget
+from edgefleet.domain.conditions import find
+from edgefleet.domain.rollout import plan, selection, writes
+from edgefleet.domain.rollout.health import DeviceState, assess, parse_time
+from edgefleet.domain.rollout.progress import Progress, advance
+from edgefleet.domain.rollout.report import Outcome, conclude, rfc3339
+
+__all__ = ["PROMOTE_ANNOTATION", "RETRY_ANNOTATION", "Decision", "Event", "World", "decide"]
+
+PROMOTE_ANNOTATION = "edgefleet.io/promote"
+RETRY_ANNOTATION = "edgefleet.io/retry"
+MAX_NOTES = 50
+
+
+@dataclass(frozen=True)
+class World:
+    """What a pass sees: the rollout, its model, its namespace's devices and rollouts."""
+
+    rollout: Rollout
+    model: InferenceModel | None
+    devices: Sequence[EdgeDevice]
+    rivals: Sequence[Rollout]
+    now: datetime.datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Decision:
+    status: RolloutStatus
+    writes: list[writes.DeviceWrite] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class _Selection:
+    devices: list[EdgeDevice]
+    expected: list[DesiredWorkload]
+    skipped: list[DeviceNote]
+    lost: list[DeviceNote]
+    ties: int
+
+
+def _select(w: World, target: RolloutTarget) -> _Selection:
+    ro = w.rollout
+    uid = ro.metadata.uid or ro.metadata.name
+    chosen: list[tuple[str, EdgeDevice, DesiredWorkload]] = []
+    skipped: list[DeviceNote] = []
+    lost: list[DeviceNote] = []
+    ties = 0
+    expected_by_platform = {
+        i.platform: plan.expected_workload(ro, target, i.platform) for i in target.images
+    }
+    for device in w.devices:
+        name = device.metadata.name
+        if not selection.matches(ro.spec.selector, device.metadata.labels):
+            continue
+        if device.spec.suspended:
+            skipped.append(DeviceNote(name=name, reason=Reason.SUSPENDED_DEVICE))
+            continue
+        expected = expected_by_platform.get(device.spec.platform)
+        if expected is None:
+            skipped.append(
+                DeviceNote(
+                    name=name,
+                    reason=Reason.PLATFORM_NOT_BUILT,
+                    message=f"{target.version} has no image for {device.spec.platform}",
+                )
+            )
+            continue
+        won = selection.claim(ro, w.rivals, device)
+        if won.winner != ro.metadata.name:
+            ties += won.winner is None
+            lost.append(DeviceNote(name=name, reason=won.reason, message=won.message[:512]))
+            continue
+        chosen.append((selection.order_key(uid, name), device, expected))
+    chosen.sort(key=lambda item: item[0])
+    return _Selection([d for _, d, _ in chosen], [e for _, _, e in chosen], skipped, lost, ties)
+
+
+def _stable_version(sel: _Selection, model: str, me: str) -> str | None:
+    versions: Counter[str] = Counter()
+    for device in sel.devices:
+        st = device.status
+        if st is None:
+            continue
+        memory = next((p for p in st.previous if p.model == model and p.rollout == me), None)
+        if memory is not None:
+            if memory.workload is not None:
+                versions[memory.workload.version] += 1
+            continue
+        entry = next((d for d in st.desired if d.model == model), None)
+        if entry is not None and entry.rollout != me:
+            versions[entry.version] += 1
+    return versions.most_common(1)[0][0] if versions else None
+
+
+def _rollbacks(w: World) -> list[writes.DeviceWrite]:
+    model, me = w.rollout.spec.model.name, w.rollout.metadata.name
+    out = []
+    for device in w.devices:
+        memory = writes.rollback_entry(device, model, me)
+        if memory is not None:
+            out.append(writes.rollback(device, memory))
+    return out
+
+
+def decide(w: World) -> Decision:
+    """The new status, device writes and Events of one pass over ``w.rollout``."""
+    ro, now = w.rollout, w.now
+    old = ro.status or RolloutStatus()
+    at = rfc3339(now)
+    events: list[Event] = []
+    p = Progress.of(old, at)
+    aborted = find(old.conditions, Type.ABORTED)
+    was_aborted = aborted is not None and aborted.status == "True"
+    token = ro.metadata.annotations.get(RETRY_ANNOTATION)
+    retry = token is not None and token != old.retry_token and not ro.spec.abort
+    cleared = was_aborted and aborted is not None and aborted.reason == Reason.ABORTED
+    if (was_aborted and (retry or (cleared and not ro.spec.abort))) or (
+        retry and old.phase != "Completed"
+    ):
+        p = Progress.fresh(at)
+        was_aborted = False
+        events.append(Event("Normal", Reason.RETRIED, "rollout restarted from the first step"))
+    if token is not None:
+        p.retry_token = token
+
+    # The target: pinned once; a new version in spec pins again and starts over.
+    problem: plan.TargetProblemError | None = None
+    if p.target is None or p.target.version != ro.spec.model.version:
+        try:
+            pinned = plan.pin_target(ro, w.model)
+        except plan.TargetProblemError as exc:
+            problem, p.target = exc, None
+        else:
+            if p.target is not None:
+                p = Progress.fresh(at, retry_token=p.retry_token)
+            p.target = pinned
+            events.append(
+                Event(
+                    "Normal",
+                    Reason.WAVE_STARTED,
+                    f"rolling out {pinned.version} ({pinned.index_digest[:19]})",
+                )
+            )
+
+    outcome = Outcome(phase="Pending", reason=Reason.PROGRESSING, message="")
+    decision = Decision(RolloutStatus())
+    sel = _select(w, p.target) if p.target is not None else None
+    states: list[DeviceState] = []
+    started = parse_time(p.started_at)
+    if sel is not None:
+        states = [
+            assess(d, e, ro.spec.health_gate, started)
+            for d, e in zip(sel.devices, sel.expected, strict=True)
+        ]
+
+    failed = [s for s in states if s.state == "failed"]
+    updated = sum(s.state != "pending" for s in states)
+    if ro.spec.abort and not was_aborted:
+        outcome = Outcome("Aborted", Reason.ABORTED, "aborted by spec.abort")
+    elif was_aborted and aborted is not None:
+        outcome = Outcome("Aborted", aborted.reason, aborted.message)
+    elif failed and len(failed) >= plan.failure_limit(ro, updated):
+        names = ", ".join(f"{s.name} ({s.reason})" for s in failed[:5])
+        outcome = Outcome(
+            "Aborted",
+            Reason.FAILURE_THRESHOLD_EXCEEDED,
+            f"{len(failed)} of {updated} updated devices failed (threshold"
+            f" {ro.spec.failure_threshold}, at least {ro.spec.min_failed_devices}): {names}",
+        )
+    elif problem is not None:
+        outcome = Outcome("Pending", problem.reason, problem.message, waiting=True)
+    elif sel is not None and not sel.devices:
+        why = f"; {len(sel.lost)} lost to other rollouts" if sel.lost else ""
+        outcome = Outcome(
+            "Pending", Reason.NO_DEVICES, f"the selector matches no eligible device{why}", True
+        )
+    elif sel is not None and p.target is not None:
+        outcome = advance(
+            p,
+            ro,
+            sel.devices,
+            sel.expected,
+            states,
+            now,
+            decision,
+            events,
+            promoted=_promoted(ro),
+        )
+
+    if outcome.phase == "Aborted":
+        if not was_aborted:
+            p.failed_devices = [
+                DeviceNote(name=s.name, reason=s.reason or Reason.DEVICE_FAILED, message=s.message)
+                for s in failed[:MAX_NOTES]
+            ]
+            events.append(Event("Warning", outcome.reason, outcome.message))
+        decision.writes = _rollbacks(w)
+        if decision.writes:
+            events.append(
+                Event(
+                    "Warning",
+                    Reason.ROLLED_BACK,
+                    f"rolling back {len(decision.writes)} device(s) to their previous version",
+                )
+            )
+    elif failed:
+        p.failed_devices = [
+            DeviceNote(name=s.name, reason=s.reason or Reason.DEVICE_FAILED, message=s.message)
+            for s in failed[:MAX_NOTES]
+        ]
+
+    decision.status = conclude(
+        old,
+        p,
+        outcome,
+        generation=ro.metadata.generation or 0,
+        now=now,
+        deadline=parse_duration(ro.spec.progress_deadline),
+        states=states,
+        written={x.name for x in decision.writes if x.kind == "assign"},
+        wave_sizes=_wave_sizes(ro, len(states)),
+        skipped=sel.skipped if sel else [],
+        lost=sel.lost if sel else [],
+        ties=sel.ties if sel else 0,
+        stable=(_stable_version(sel, ro.spec.model.name, ro.metadata.name) if sel else None),
+        events=events,
+    )
+    decision.events = [Event(e.type, e.reason, e.message[:1024]) for e in events]
+    return decision
+
+
+def _wave_sizes(ro: Rollout, selected: int) -> list[tuple[int, int, int]]:
+    return [
+        (s.index, s.weight, plan.wave_size(s.weight, selected))
+        for s in plan.steps_of(ro)
+        if s.weight is not None
+    ]
+
+
+def _promoted(ro: Rollout) -> int | None:
+    value = ro.metadata.annotations.get(PROMOTE_ANNOTATION, "")
+    return int(value) if value.isdigit() else None
