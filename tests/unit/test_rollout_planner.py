@@ -20,14 +20,14 @@ from tests.unit.rollout_world import AMD, ARM, Fleet, device, model, rollout, ts
             {"matchExpressions": [{"key": "site", "operator": "In", "values": ["a", "b"]}]},
             {"site": "b"},
             True,
-        ),  # fmt: skip
+        ),
         ({"matchExpressions": [{"key": "site", "operator": "In", "values": ["a"]}]}, {}, False),
         ({"matchExpressions": [{"key": "site", "operator": "NotIn", "values": ["a"]}]}, {}, True),
         (
             {"matchExpressions": [{"key": "site", "operator": "NotIn", "values": ["a"]}]},
             {"site": "a"},
             False,
-        ),  # fmt: skip
+        ),
         ({"matchExpressions": [{"key": "gpu", "operator": "Exists"}]}, {"gpu": ""}, True),
         ({"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}, {"gpu": "x"}, False),
         (
@@ -37,7 +37,7 @@ from tests.unit.rollout_world import AMD, ARM, Fleet, device, model, rollout, ts
             },
             {"site": "a"},
             False,
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_selector_matches_like_kubernetes(selector, labels, expected):
@@ -61,11 +61,11 @@ def test_order_is_stable_when_devices_join():
         (
             [{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}],
             [(0, 10, None), (1, None, None), (2, 100, None)],
-        ),  # fmt: skip
+        ),
         (
             [{"pause": {"duration": "1m30s"}}, {"setWeight": 50}],
             [(0, None, 90.0), (1, 50, None), (2, 100, None)],
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_steps_end_with_every_device(steps, expected):
@@ -91,8 +91,10 @@ def test_failure_limit(threshold, minimum, updated, limit):
 
 
 def _fleet(n=20, **spec) -> Fleet:
-    devices = [device(f"d{i:02d}", platform="linux/arm64" if i % 4 == 0 else "linux/amd64")
-               for i in range(n)]  # fmt: skip
+    devices = [
+        device(f"d{i:02d}", platform="linux/arm64" if i % 4 == 0 else "linux/amd64")
+        for i in range(n)
+    ]
     return Fleet(devices, rollout(**spec), model())
 
 
@@ -275,8 +277,9 @@ def test_a_replayed_pass_writes_nothing_twice():
 
 
 def test_latency_gate_fails_a_device():
-    f = _fleet(n=10, healthGate={"minHealthyDuration": "1s", "maxP95LatencyMs": 50},
-               failureThreshold="1")  # fmt: skip
+    f = _fleet(
+        n=10, healthGate={"minHealthyDuration": "1s", "maxP95LatencyMs": 50}, failureThreshold="1"
+    )
     f.step(0)
     name = sorted(_assigned(f))[0]
     f.report(name, p95=80.0)
