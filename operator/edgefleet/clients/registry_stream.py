@@ -1,0 +1,157 @@
+"""An async, read-only registry client for the gateway's ``/v2/`` proxy.
+
+:class:`RegistryReader` fetches manifests (bounded, digest-checked) and opens blob
+streams (``Range`` passed through) from the registry the operator pushes to, with the
+operator's settings: base URL, CA bundle, Basic or Bearer credentials. The ``401``
+challenge flow is :class:`~edgefleet.clients.registry_auth.Authenticator`'s (token
+fetches are rare and cached, so they run in a thread). Blob bodies are never
+buffered: :meth:`RegistryReader.open_blob` hands back the streaming response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from edgefleet.clients import registry_auth
+from edgefleet.clients.registry_errors import RegistryError
+from edgefleet_node.oci import types as oci_types
+
+__all__ = ["MANIFEST_TYPES", "MAX_MANIFEST", "Manifest", "RegistryReader"]
+
+MAX_MANIFEST = 4 * 1024 * 1024
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as the registry served it: its digest, media type and exact bytes."""
+
+    digest: str
+    media_type: str
+    body: bytes
+
+
+class RegistryReader:
+    """Reads manifests and streams blobs from one registry; one per gateway process."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        ca_bundle: str | Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 60.0,
+        max_connections: int = 64,
+    ) -> None:
+        self.base = httpx.URL(base_url.rstrip("/") + "/")
+        if self.base.scheme != "https":
+            raise ValueError(f"registry URL {base_url!r} must be https://host[:port]")
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle is not None:
+            verify = ssl.create_default_context(cafile=str(ca_bundle))
+        self._http = httpx.AsyncClient(
+            verify=verify,
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=max_connections),
+            headers={"Accept-Encoding": "identity"},
+        )
+        # Token fetches go through a small synchronous client (rare, cached per scope).
+        self._token_http = httpx.Client(verify=verify, timeout=httpx.Timeout(30.0))
+        self._auth = registry_auth.Authenticator(self._token_http, username, password)
+
+    def __repr__(self) -> str:
+        return f"RegistryReader({str(self.base)!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        self._token_http.close()
+
+    def _same_origin(self, url: httpx.URL) -> bool:
+        return (url.scheme, url.host, url.port) == (
+            self.base.scheme,
+            self.base.host,
+            self.base.port,
+        )
+
+    @asynccontextmanager
+    async def _send(
+        self, method: str, path: str, repo: str, headers: dict[str, str], operation: str
+    ) -> AsyncIterator[httpx.Response]:
+        """A streaming response, after answering at most one auth challenge."""
+        scopes = [f"repository:{repo}:pull"]
+        url = self.base.join(path)
+        authorization = self._auth.header(scopes)
+        for attempt in range(2):
+            sent = dict(headers)
+            if authorization:
+                sent["Authorization"] = authorization
+            request = self._http.build_request(method, url, headers=sent)
+            try:
+                response = await self._http.send(request, stream=True, follow_redirects=True)
+            except httpx.HTTPError as exc:
+                raise RegistryError(
+                    f"{type(exc).__name__}: {exc}", code="TRANSPORT", operation=operation
+                ) from exc
+            try:
+                if response.status_code == 401 and attempt == 0 and self._same_origin(url):
+                    authorization = await asyncio.to_thread(
+                        self._auth.handle, response, scopes, operation
+                    )
+                    continue
+                yield response
+                return
+            finally:
+                await response.aclose()
+        raise AssertionError("unreachable: the second attempt always yields or raises")
+
+    async def manifest(self, repo: str, reference: str) -> Manifest | None:
+        """The manifest ``reference`` (a digest, or a tag) of ``repo``; ``None`` when the
+        registry does not have it. A manifest by digest must hash to that digest."""
+        operation = f"GET manifest {repo}@{reference}"
+        headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+        async with self._send(
+            "GET", f"/v2/{repo}/manifests/{reference}", repo, headers, operation
+        ) as response:
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise RegistryError(
+                    "the registry refused", status=response.status_code, operation=operation
+                )
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > MAX_MANIFEST:
+                    raise RegistryError("manifest is too large", operation=operation)
+            media_type = response.headers.get("content-type", "").split(";")[0].strip()
+        digest = oci_types.sha256_digest(bytes(body))
+        if reference.startswith("sha256:") and digest != reference:
+            raise RegistryError(f"manifest digest is {digest}", operation=operation)
+        return Manifest(digest, media_type, bytes(body))
+
+    @asynccontextmanager
+    async def open_blob(
+        self, repo: str, digest: str, *, method: str = "GET", range_header: str | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """The registry's streaming response for blob ``digest`` (any status: the
+        caller maps them); closed on exit."""
+        headers = {"Range": range_header} if range_header else {}
+        async with self._send(
+            method, f"/v2/{repo}/blobs/{digest}", repo, headers, f"{method} blob {repo}@{digest}"
+        ) as response:
+            yield response
