@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import logging
 import os
 import secrets
 import socket
@@ -38,6 +37,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from edgefleet_node.agent import docker_archive, promtext, workload_http
+from edgefleet_node.agent import log as agent_log
 from edgefleet_node.agent.runtime import (
     LABELS,
     Instance,
@@ -49,8 +49,6 @@ from edgefleet_node.protocol.desired import Probe, Workload, config_version
 from edgefleet_node.protocol.report import WorkloadMetrics
 
 __all__ = ["MANAGED_LABEL", "TAG_REPOSITORY", "DockerRuntime", "image_tag"]
-
-log = logging.getLogger(__name__)
 
 TAG_REPOSITORY = "edgefleet/workload"
 MANAGED_LABEL = "io.edgefleet.managed-by"
@@ -79,10 +77,6 @@ def _errors() -> Any:
     from docker import errors
 
     return errors
-
-
-def _kv(**fields: object) -> str:
-    return " ".join(f"{k}={v}" for k, v in fields.items())
 
 
 class DockerRuntime:
@@ -160,11 +154,12 @@ class DockerRuntime:
                 f"{workload.name}: after loading, the engine has no image {image.config_digest}",
             )
         self._check_platform(loaded, image)
-        log.info(
-            "image loaded %s",
-            _kv(workload=workload.name, manifest=image.manifest_digest,
-                seconds=round(time.monotonic() - started, 3)),
-        )  # fmt: skip
+        agent_log.get().info(
+            "image loaded",
+            workload=workload.name,
+            manifest=image.manifest_digest,
+            seconds=round(time.monotonic() - started, 3),
+        )
 
     @staticmethod
     def _check_platform(found: Any, image: VerifiedImage) -> None:
@@ -246,11 +241,14 @@ class DockerRuntime:
                     f"device does not have",
                 ) from exc
             raise RuntimeFailure("StartFailed", f"{workload.name}: cannot start: {text}") from exc
-        log.info(
-            "container started %s",
-            _kv(workload=workload.name, container=container.name, port=port,
-                manifest=workload.manifest_digest, config_version=version),
-        )  # fmt: skip
+        agent_log.get().info(
+            "container started",
+            workload=workload.name,
+            container=container.name,
+            port=port,
+            manifest=workload.manifest_digest,
+            config_version=version,
+        )
         return Instance(
             container.id, workload.name, workload.manifest_digest, workload.version, version, port
         )
@@ -349,9 +347,9 @@ class DockerRuntime:
         except errors.NotFound:
             return
         except errors.APIError as exc:
-            log.warning("container stop failed %s", _kv(container=instance.id, error=exc))
+            agent_log.get().warning("container stop failed", container=instance.id, error=exc)
         self._remove(container)
-        log.info("container stopped %s", _kv(workload=instance.workload, container=instance.id))
+        agent_log.get().info("container stopped", workload=instance.workload, container=instance.id)
 
     def _managed(self) -> list[Any]:
         found = self._docker.containers.list(all=True, filters={"label": LABELS["workload"]})
@@ -375,7 +373,7 @@ class DockerRuntime:
                     )
                 )
             except (KeyError, ValueError):
-                log.warning("container labels incomplete %s", _kv(container=container.id))
+                agent_log.get().warning("container labels incomplete", container=container.id)
         return instances
 
     def metrics(self, instance: Instance) -> WorkloadMetrics:
@@ -410,6 +408,6 @@ class DockerRuntime:
                 except errors.ImageNotFound:
                     continue
                 except errors.APIError as exc:
-                    log.warning("image removal failed %s", _kv(tag=tag, error=exc))
+                    agent_log.get().warning("image removal failed", tag=tag, error=exc)
                     continue
-                log.info("image removed %s", _kv(manifest=manifest))
+                agent_log.get().info("image removed", manifest=manifest)

@@ -1,0 +1,85 @@
+"""``edgefleet image …``: build edgefleet's own images with the daemonless builder.
+
+``edgefleet image build-node`` builds the edge-node agent's multi-arch image
+(:func:`edgefleet.clients.appbuilder.build_node_image`) on the base index in the
+registry, signs it with a cosign-format key and prints the result as JSON::
+
+    edgefleet image build-node --registry https://127.0.0.1:5000 --registry-ca ca.crt \\
+        --signing-key cosign.key [--repository edgefleet/node] [--tag 0.1.0] \\
+        [--platform linux/amd64 --platform linux/arm64]
+
+Exit codes: 0 built, 1 the build failed, 2 bad arguments (unreadable key, …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+__all__ = ["register"]
+
+log = structlog.get_logger("edgefleet.cli.image")
+
+
+def _build_node(args: argparse.Namespace) -> int:
+    from edgefleet.clients import appbuilder
+    from edgefleet.clients.registry import RegistryClient
+    from edgefleet.clients.registry_errors import RegistryError
+    from edgefleet.domain import signing
+
+    try:
+        key = signing.load_private_key(Path(args.signing_key).read_bytes())
+        password = Path(args.password_file).read_text().strip() if args.password_file else None
+    except (OSError, signing.SigningKeyError) as exc:
+        log.error("cannot read the signing key or password", error=str(exc))
+        return 2
+    with RegistryClient(
+        args.registry, ca_bundle=args.registry_ca, username=args.username, password=password
+    ) as registry:
+        builder = appbuilder.AppImageBuilder(
+            registry,
+            key,
+            Path(args.cache_dir),
+            base_repository=args.base_repository,
+            base_reference=args.base_reference,
+        )
+        try:
+            result = appbuilder.build_node_image(
+                builder, args.repository, args.platform or ("linux/amd64", "linux/arm64"),
+                tags=args.tag,
+            )  # fmt: skip
+        except (appbuilder.AppBuildError, RegistryError, KeyError, ValueError) as exc:
+            log.error("node image build failed", error=str(exc))
+            return 1
+    doc: dict[str, Any] = asdict(result)
+    print(json.dumps(doc, indent=2))
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``image`` and its subcommands to the ``edgefleet`` parser."""
+    image = sub.add_parser("image", help="build edgefleet's own images")
+    commands = image.add_subparsers(dest="image_command", required=True)
+    node = commands.add_parser("build-node", help="build, push and sign the edge-node image")
+    node.add_argument("--registry", required=True, help="https://host[:port] of the registry")
+    node.add_argument("--registry-ca", help="CA bundle of the registry (default: system CAs)")
+    node.add_argument("--username", help="registry user name")
+    node.add_argument("--password-file", help="file holding the registry password")
+    node.add_argument("--signing-key", required=True, help="PKCS#8 PEM P-256 key (cosign.key)")
+    node.add_argument("--repository", default="edgefleet/node")
+    node.add_argument("--tag", action="append", help="tag (repeatable; default: the version)")
+    node.add_argument("--platform", action="append", help="os/arch (repeatable)")
+    node.add_argument("--base-repository", default="edgefleet/base")
+    node.add_argument("--base-reference", default="bookworm")
+    node.add_argument(
+        "--cache-dir",
+        default=os.path.expanduser("~/.cache/edgefleet/images"),
+        help="wheel cache",
+    )
+    node.set_defaults(func=_build_node)

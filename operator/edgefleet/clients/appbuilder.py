@@ -1,0 +1,262 @@
+"""Builds, pushes and signs multi-arch Python application images without a daemon.
+
+The same way as model images (:mod:`edgefleet.clients.imagebuilder`): for each platform
+take the base image from the multi-arch base index in the registry, add the
+locked wheels (:func:`fetch_locked`: ``pip download --no-deps --require-hashes`` for
+that platform, then every file checked against the lock; cached) as one layer and the
+application (:func:`package_sources`, console scripts) as another
+(:mod:`edgefleet.domain.appimage`), push only blobs the registry lacks, push and sign
+each manifest, then the index, tagged. Same inputs, same digests.
+
+:func:`build_node_image` is the edge-node agent's image (``edgefleet image build-node``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import shutil
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edgefleet import filelock
+from edgefleet.clients import signer, wheels
+from edgefleet.clients.registry import RegistryClient
+from edgefleet.domain import appimage, nodeimage, oci
+from edgefleet.domain.runtime_lock import LockedWheel, check_wheel_filename
+from edgefleet.domain.runtime_pins import require_runtime
+
+__all__ = [
+    "AppBuildError",
+    "AppBuildResult",
+    "AppImageBuilder",
+    "PlatformBuild",
+    "build_node_image",
+    "console_scripts",
+    "fetch_locked",
+    "package_sources",
+]
+
+Progress = Callable[[str], None]
+_SOURCE_SUFFIXES = (".py", ".typed")
+
+
+class AppBuildError(RuntimeError):
+    """The image cannot be built: a missing base, a wheel that does not match, …"""
+
+
+@dataclass(frozen=True)
+class PlatformBuild:
+    platform: str
+    digest: str
+    size_bytes: int  # compressed layers, base included
+    site_packages_bytes: int
+    app_bytes: int
+
+
+@dataclass(frozen=True)
+class AppBuildResult:
+    repository: str
+    index_digest: str
+    tags: tuple[str, ...]
+    images: tuple[PlatformBuild, ...]
+    seconds: float
+    bytes_uploaded: int
+
+
+def _problem(directory: Path, locked: Sequence[LockedWheel]) -> str | None:
+    present = sorted(p.name for p in directory.glob("*.whl")) if directory.is_dir() else []
+    if present != sorted(w.filename for w in locked):
+        return f"files {present} instead of {sorted(w.filename for w in locked)}"
+    for wheel in locked:
+        path = directory / wheel.filename
+        if path.stat().st_size != wheel.size or wheels.file_sha256(path) != wheel.sha256:
+            return f"{wheel.filename} does not match the lock (size or sha256)"
+    return None
+
+
+def fetch_locked(platform: str, locked: Sequence[LockedWheel], cache_dir: Path) -> list[Path]:
+    """The locked wheel files of ``platform``, downloaded once and re-verified on use."""
+    runtime = require_runtime(platform)
+    for wheel in locked:
+        check_wheel_filename(wheel.filename, runtime)
+    key = oci.sha256_digest(
+        "\n".join(
+            f"{w.filename} {w.sha256}" for w in sorted(locked, key=lambda w: w.filename)
+        ).encode()
+    ).removeprefix("sha256:")[:16]
+    target = cache_dir / f"app-{platform.replace('/', '-')}-{key}"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with filelock.locked(cache_dir / f".{target.name}.lock"):
+        if _problem(target, locked) is not None:
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
+            try:
+                lines = [f"{w.name}=={w.version} --hash=sha256:{w.sha256}" for w in locked]
+                wheels.pip_download(runtime, lines, staging)
+                problem = _problem(staging, locked)
+                if problem is not None:
+                    raise AppBuildError(f"download for {platform}: {problem}")
+                shutil.rmtree(target, ignore_errors=True)
+                staging.rename(target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return [target / w.filename for w in sorted(locked, key=lambda w: w.filename)]
+
+
+def package_sources(package: str) -> dict[str, bytes]:
+    """``{"pkg/sub/mod.py": bytes}`` of an importable package's sources (no caches)."""
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise AppBuildError(f"{package} is not an importable package")
+    root = Path(next(iter(found.submodule_search_locations)))
+    sources = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in _SOURCE_SUFFIXES and "__pycache__" not in path.parts:
+            sources[f"{package}/{path.relative_to(root).as_posix()}"] = path.read_bytes()
+    return sources
+
+
+def console_scripts(distribution: str, pyproject: Path | None = None) -> dict[str, str]:
+    """Console scripts of ``distribution``: from its ``pyproject.toml`` when given
+    (the checkout is the truth), else from the installed metadata."""
+    if pyproject is not None and pyproject.is_file():
+        project = tomllib.loads(pyproject.read_text())["project"]
+        return dict(project.get("scripts") or {})
+    entry_points = importlib.metadata.distribution(distribution).entry_points
+    return {ep.name: ep.value for ep in entry_points if ep.group == "console_scripts"}
+
+
+class AppImageBuilder:
+    """Assembles and pushes app images on the base index of one registry."""
+
+    def __init__(
+        self,
+        registry: RegistryClient,
+        signing_key: ec.EllipticCurvePrivateKey,
+        cache_dir: Path,
+        *,
+        base_repository: str = "edgefleet/base",
+        base_reference: str = "bookworm",
+    ) -> None:
+        self._registry = registry
+        self._key = signing_key
+        self._cache = cache_dir
+        self._base = (base_repository, base_reference)
+
+    def build(
+        self,
+        spec: appimage.AppSpec,
+        repo: str,
+        platforms: Mapping[str, Sequence[LockedWheel]],
+        sources: Mapping[str, bytes],
+        scripts: Mapping[str, str],
+        tags: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> AppBuildResult:
+        say = progress or (lambda _m: None)
+        started = time.monotonic()
+        before = self._registry.snapshot()
+        base_repo, base_ref = self._base
+        data, media_type, _ = self._registry.get_manifest(base_repo, base_ref)
+        index = oci.parse_index(data, media_type)
+        app = appimage.app_layer(sources, scripts, spec.dirs)
+        entries: list[tuple[oci.Descriptor, oci.Platform]] = []
+        builds = []
+        for platform, locked in sorted(platforms.items()):
+            paths = fetch_locked(platform, locked, self._cache / "wheels")
+            site = appimage.site_packages_layer((p.name, p.read_bytes()) for p in paths)
+            base_desc = index.find(oci.Platform.parse(platform))
+            data, media_type, _ = self._registry.get_manifest(base_repo, base_desc.digest)
+            base = oci.parse_manifest(data, media_type, expected_digest=base_desc.digest)
+            base_config = oci.parse_config(
+                self._registry.get_blob(base_repo, base.config.digest),
+                expected_digest=base.config.digest,
+            )
+            image = appimage.assemble(base_config, base.layers, site, app, spec)
+            for layer in base.layers:
+                if not self._registry.has_blob(repo, layer.digest) and not (
+                    self._registry.mount_blob(repo, layer.digest, base_repo)
+                ):
+                    data = self._registry.get_blob(base_repo, layer.digest)
+                    self._registry.push_blob(repo, oci.Blob(data, layer.media_type))
+            for new in (site.blob, app.blob, image.config):
+                self._registry.push_blob(repo, new)
+            self._put_manifest(repo, image.manifest.digest, image.manifest)
+            signer.sign_and_push(self._registry, repo, image.manifest.digest, self._key)
+            size = sum(d.size for d in base.layers) + site.blob.size + app.blob.size
+            say(f"{spec.name} {platform}: {repo}@{image.manifest.digest} ({size} bytes)")
+            builds.append(
+                PlatformBuild(platform, image.manifest.digest, size, site.blob.size, app.blob.size)
+            )
+            entries.append((image.manifest.descriptor(), image.platform))
+        index_blob = oci.image_index(
+            entries,
+            annotations={
+                "org.opencontainers.image.title": spec.name,
+                "org.opencontainers.image.version": spec.version,
+            },
+        )
+        for reference in (index_blob.digest, *tags):
+            self._put_manifest(repo, reference, index_blob)
+        signer.sign_and_push(self._registry, repo, index_blob.digest, self._key)
+        say(f"{spec.name}: index {repo}@{index_blob.digest} signed")
+        after = self._registry.snapshot()
+        return AppBuildResult(
+            repository=f"{self._registry.host}/{repo}",
+            index_digest=index_blob.digest,
+            tags=tuple(tags),
+            images=tuple(builds),
+            seconds=round(time.monotonic() - started, 3),
+            bytes_uploaded=after.bytes_uploaded - before.bytes_uploaded,
+        )
+
+    def _put_manifest(self, repo: str, reference: str, blob: oci.Blob) -> None:
+        """Push a manifest unless ``reference`` already names exactly these bytes."""
+        current = self._registry.head_manifest(repo, reference)
+        if current is None or current.digest != blob.digest:
+            self._registry.put_manifest(repo, reference, blob)
+
+
+def _node_pyproject() -> Path | None:
+    found = importlib.util.find_spec(nodeimage.NODE_PACKAGE)
+    if found is None or not found.submodule_search_locations:
+        return None
+    candidate = Path(next(iter(found.submodule_search_locations))).parent / "pyproject.toml"
+    return candidate if candidate.is_file() else None
+
+
+def build_node_image(
+    builder: AppImageBuilder,
+    repo: str = "edgefleet/node",
+    platforms: Sequence[str] = ("linux/amd64", "linux/arm64"),
+    tags: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> AppBuildResult:
+    """The edge-node agent's image for ``platforms`` (tagged with its version)."""
+    import importlib.resources
+
+    lock = nodeimage.parse(
+        importlib.resources.files("edgefleet.domain").joinpath(nodeimage.LOCK_FILE).read_text()
+    )
+    version = importlib.metadata.version("edgefleet-node")
+    scripts = console_scripts("edgefleet-node", _node_pyproject())
+    try:
+        spec = nodeimage.node_spec(version, scripts)
+    except ValueError as exc:
+        raise AppBuildError(str(exc)) from exc
+    return builder.build(
+        spec,
+        repo,
+        {p: nodeimage.wheels_for(lock, p) for p in platforms},
+        package_sources(nodeimage.NODE_PACKAGE),
+        scripts,
+        tags=[version] if tags is None else tags,
+        progress=progress or (lambda m: print(m, file=sys.stderr)),
+    )
