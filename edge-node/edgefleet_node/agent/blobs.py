@@ -184,4 +184,5 @@ def _stream(
             )
         return hasher, have
     finally:
+        response.close()
         conn.close()

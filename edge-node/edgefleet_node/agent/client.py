@@ -191,6 +191,7 @@ class GatewayClient:
         except (OSError, http.client.HTTPException) as exc:
             raise UnreachableError(f"{method} {path}: {exc}") from exc
         finally:
+            response.close()
             conn.close()
             self._current = None
         if response.status >= 400:
