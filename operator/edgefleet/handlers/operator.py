@@ -25,12 +25,17 @@ from kubernetes import client, config
 from edgefleet.clients.imagebuilder import BuilderSettings, ImageBuilder
 from edgefleet.clients.leaderelection import ElectionSettings, LeaderElector
 from edgefleet.clients.registry import RegistryClient
+from edgefleet.clients.rolloutapi import RolloutApi
 from edgefleet.clients.signingkey import ensure_signing_key
-from edgefleet.handlers import inferencemodel
+from edgefleet.handlers import inferencemodel, rollout
 
 __all__ = ["ConfigError", "OperatorConfig", "run"]
 
 log = structlog.get_logger("edgefleet.operator")
+
+
+#: The controllers one operator process can run (EDGEFLEET_CONTROLLERS selects some).
+CONTROLLERS = ("inferencemodels", "rollouts")
 
 
 class ConfigError(ValueError):
@@ -52,6 +57,7 @@ class OperatorConfig:
     max_concurrent_builds: int
     leader_election: bool = True
     identity: str = ""
+    controllers: tuple[str, ...] = CONTROLLERS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -74,6 +80,11 @@ class OperatorConfig:
         if not 1 <= builds <= 16:
             raise ConfigError("EDGEFLEET_MAX_CONCURRENT_BUILDS must be between 1 and 16")
         watch = tuple(n for n in env.get("EDGEFLEET_WATCH_NAMESPACES", "").split(",") if n)
+        controllers = tuple(
+            n.strip() for n in env.get("EDGEFLEET_CONTROLLERS", ",".join(CONTROLLERS)).split(",")
+        )
+        if not controllers or not set(controllers) <= set(CONTROLLERS):
+            raise ConfigError(f"EDGEFLEET_CONTROLLERS must name some of {', '.join(CONTROLLERS)}")
         return cls(
             namespace=need("EDGEFLEET_NAMESPACE"),
             registry_url=url,
@@ -90,6 +101,7 @@ class OperatorConfig:
             max_concurrent_builds=builds,
             leader_election=_flag(env, "EDGEFLEET_LEADER_ELECTION", default=True),
             identity=env.get("EDGEFLEET_POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            controllers=controllers,
         )
 
 
@@ -133,7 +145,13 @@ def build_registry(cfg: OperatorConfig, api: client.ApiClient) -> kopf.OperatorR
         http=http,
     )
     kopf_registry = kopf.OperatorRegistry()
-    inferencemodel.register(kopf_registry, inferencemodel.ModelReconciler(builder, objects))
+    if "inferencemodels" in cfg.controllers:
+        inferencemodel.register(kopf_registry, inferencemodel.ModelReconciler(builder, objects))
+    if "rollouts" in cfg.controllers:
+        rollout.register(
+            kopf_registry,
+            rollout.RolloutController(RolloutApi(objects, core), cfg.watch_namespaces),
+        )
 
     @kopf.on.login(registry=kopf_registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

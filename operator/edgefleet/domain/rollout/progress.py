@@ -157,8 +157,8 @@ def advance(
                 return Outcome(
                     "Progressing",
                     Reason.WAITING_FOR_HEALTH,
-                    f"step {p.step} (setWeight {step.weight}): {healthy}/{size} healthy,"
-                    f" holding {held:.0f}s of {gate:.0f}s",
+                    f"step {p.step} (setWeight {step.weight}): {healthy}/{size} healthy"
+                    f" since {p.healthy_since}, holding for {gate:g}s (minHealthyDuration)",
                     waiting=False,
                 )
             next_step(Reason.STEP_COMPLETED, f"step {p.step}: {healthy}/{size} devices healthy")
@@ -178,7 +178,9 @@ def advance(
         left = step.pause_seconds - _seconds(p.step_started_at, now)
         if left > 0:
             return Outcome(
-                "Progressing", Reason.WAITING_FOR_PAUSE, f"step {p.step}: pausing {left:.0f}s more"
+                "Progressing",
+                Reason.WAITING_FOR_PAUSE,
+                f"step {p.step}: pausing {step.pause_seconds:g}s from {p.step_started_at}",
             )
         next_step(Reason.STEP_COMPLETED, f"step {step.index}: pause over")
     if not paused:
