@@ -63,13 +63,16 @@ def test_missing_or_wrong_credentials_raise_auth_errors_without_leaking_them():
 
 def test_existing_blobs_are_skipped_and_not_counted_as_uploaded():
     fake = FakeRegistry()
-    with client(fake) as reg:
+    with client(fake) as root:
+        reg = root.metered()
         assert reg.push_blob("m", blob(b"a" * 100)) is PushOutcome.UPLOADED
         assert reg.push_blob("m", blob(b"a" * 100)) is PushOutcome.SKIPPED
         stats = reg.snapshot()
-    assert stats.blob_bytes_uploaded == 100
+        totals = root.snapshot()
+    assert stats.blob_bytes_uploaded == totals.blob_bytes_uploaded == 100
     assert (stats.blobs_uploaded, stats.blobs_skipped) == (1, 1)
     assert stats.uploaded_digests == [blob(b"a" * 100).digest]
+    assert totals.uploaded_digests == [], "the long-lived client keeps no growing list"
 
 
 def test_cross_repo_mount_uploads_nothing():

@@ -2,10 +2,15 @@
 
 For each target platform: take the base image for that platform from a multi-arch
 index in the registry, add the runtime layer (platform wheels + the inference
-server, cached on disk by its inputs) and the model layer, write config and manifest
+server, cached on disk by its inputs) and the model layer (streamed from the weights
+file, cached by the weights' sha256), write config and manifest
 (:mod:`edgefleet.domain.modelimage`), push only the blobs the registry lacks, sign
-the manifest; then push and sign the image index. Every failure is a
-:class:`BuildError` with a condition reason and a message a user can act on.
+the manifest; then push and sign the image index.
+
+Each build talks to the registry through its own metered view
+(:meth:`RegistryClient.metered`), so concurrent builds report their own byte counts.
+Failures raise typed errors (:class:`BuildError`, or registry/OCI errors) that
+:func:`edgefleet.domain.failures.classify` maps to a condition reason.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from edgefleet.clients import (
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.registry_errors import RegistryError
 from edgefleet.domain import modelimage, oci, runtime_pins, signing
-from edgefleet.domain.failures import FailureError
+from edgefleet.domain.failures import FailureError, in_context
 
 __all__ = ["BuildError", "BuildResult", "BuilderSettings", "ImageBuilder", "PlatformImage"]
 
@@ -75,7 +80,7 @@ class BuildResult:
     index_signature: str
     images: tuple[PlatformImage, ...]
     weights_sha256: str
-    bytes_uploaded: int
+    bytes_uploaded: int  # by this build only, even with others running at once
     blobs_uploaded: list[str] = field(default_factory=list)
 
 
@@ -90,40 +95,29 @@ class ImageBuilder:
         *,
         http: httpx.Client,
         registry_for: Callable[[str], RegistryClient] | None = None,
+        runtime_layers: runtimecache.RuntimeLayerCache | None = None,
     ) -> None:
         self._registry = registry
         self._key = signing_key
         self._settings = settings
         self._http = http
-        self._registry_for = registry_for or self._only_our_registry
+        self._registry_for = registry_for
         self._slots = threading.BoundedSemaphore(settings.max_concurrent_builds)
-        self._runtime_layers = runtimecache.RuntimeLayerCache(settings.cache_dir)
-
-    def _only_our_registry(self, host: str) -> RegistryClient:
-        if host != self._registry.host:
-            raise modelsource.ModelSourceError(
-                f"OCI model sources must be in the operator's registry {self._registry.host},"
-                f" not {host}"
-            )
-        return self._registry
+        self._runtime_layers = runtime_layers or runtimecache.RuntimeLayerCache(settings.cache_dir)
 
     # -- planning ----------------------------------------------------------------------
-    def _base_index(self) -> tuple[oci.ImageIndex, str]:
+    def _base_index(self, reg: RegistryClient) -> tuple[oci.ImageIndex, str]:
         repo, ref = self._settings.base_repository, self._settings.base_reference
         try:
-            data, media_type, digest = self._registry.get_manifest(repo, ref)
+            data, media_type, digest = reg.get_manifest(repo, ref)
             return oci.parse_index(data, media_type, expected_digest=digest), digest
         except (RegistryError, oci.OCIError) as exc:
-            raise BuildError(
-                Reason.REGISTRY_ERROR,
-                f"cannot read the base image index {repo}:{ref}: {exc}",
-                permanent=False,
-            ) from exc
+            raise in_context(exc, f"base image index {repo}:{ref}") from exc
 
     def build_key(self, spec: InferenceModelSpec) -> str:
         """The cache key of a build of ``spec`` (cheap: reads only the base index)."""
         runtimes: dict[str, str] = {p: _runtime(p).cache_key() for p in spec.platforms}
-        _, base_digest = self._base_index()
+        _, base_digest = self._base_index(self._registry)
         return modelimage.build_key(
             spec.wire(),
             base_index=base_digest,
@@ -162,79 +156,99 @@ class ImageBuilder:
         for platform in spec.platforms:
             _runtime(platform)  # fail before any download for an unsupported platform
         with self._slots:
-            return self._build(namespace, name, spec, say)
+            return self._build(namespace, name, spec, say, self._registry.metered())
 
     def _build(
-        self, namespace: str, name: str, spec: InferenceModelSpec, say: Progress
+        self,
+        namespace: str,
+        name: str,
+        spec: InferenceModelSpec,
+        say: Progress,
+        reg: RegistryClient,
     ) -> BuildResult:
-        before = self._registry.snapshot()
-        weights, sha = self._weights(spec)
-        say(f"weights {sha[:12]} ({len(weights)} bytes)")
+        model = self._weights(spec, reg)
+        say(f"weights {model.sha256[:12]} ({model.size} bytes)")
         try:
-            variants = modelvariants.prepare_variants(spec, weights, sha, say)
+            variants = modelvariants.prepare_variants(spec, model, self._settings.cache_dir, say)
         except optimizer.OptimizationError as exc:
             raise BuildError(Reason.BUILD_FAILED, str(exc), permanent=True) from exc
         source = spec.source.url.url if spec.source.url else spec.source.oci.reference  # type: ignore[union-attr]
         repo = modelimage.repository_for(self._settings.repository_prefix, namespace, name)
-        index, _ = self._base_index()
+        index, _ = self._base_index(reg)
         images: list[PlatformImage] = []
         entries: list[tuple[oci.Descriptor, oci.Platform]] = []
-        try:
-            for platform in spec.platforms:
-                variant = variants[platform]
-                meta = modelimage.ModelMeta(
-                    namespace,
-                    name,
-                    spec.version,
-                    variant.weights_sha256,
-                    source,
-                    threads=spec.runtime.threads,
-                )
-                image, desc = self._build_platform(repo, platform, index, variant, meta, say)
-                images.append(image)
-                entries.append((desc, oci.Platform.parse(platform)))
-            index_blob = oci.image_index(
-                entries,
-                annotations={
-                    "org.opencontainers.image.title": name,
-                    "org.opencontainers.image.version": spec.version,
-                },
+        for platform in spec.platforms:
+            variant = variants[platform]
+            meta = modelimage.ModelMeta(
+                namespace,
+                name,
+                spec.version,
+                variant.weights_sha256,
+                source,
+                threads=spec.runtime.threads,
             )
-            self._put_manifest(repo, index_blob.digest, index_blob)
-            self._put_manifest(repo, spec.version, index_blob)
-            signed = signer.sign_and_push(self._registry, repo, index_blob.digest, self._key)
-        except RegistryError as exc:
-            raise BuildError(
-                Reason.REGISTRY_ERROR, f"registry {self._registry.host}: {exc}", permanent=False
-            ) from exc
+            image, desc = self._build_platform(reg, repo, platform, index, variant, meta, say)
+            images.append(image)
+            entries.append((desc, oci.Platform.parse(platform)))
+        index_blob = oci.image_index(
+            entries,
+            annotations={
+                "org.opencontainers.image.title": name,
+                "org.opencontainers.image.version": spec.version,
+            },
+        )
+        _put_manifest(reg, repo, index_blob.digest, index_blob)
+        _put_manifest(reg, repo, spec.version, index_blob)
+        tag = self._sign(reg, repo, index_blob.digest)
         say(f"index {repo}@{index_blob.digest} signed")
-        after = self._registry.snapshot()
+        stats = reg.snapshot()
         return BuildResult(
-            repository=f"{self._registry.host}/{repo}",
+            repository=f"{reg.host}/{repo}",
             index_digest=index_blob.digest,
-            index_signature=f"{self._registry.host}/{repo}:{signed.tag}",
+            index_signature=f"{reg.host}/{repo}:{tag}",
             images=tuple(images),
-            weights_sha256=sha,
-            bytes_uploaded=after.bytes_uploaded - before.bytes_uploaded,
-            blobs_uploaded=after.uploaded_digests[len(before.uploaded_digests) :],
+            weights_sha256=model.sha256,
+            bytes_uploaded=stats.bytes_uploaded,
+            blobs_uploaded=stats.uploaded_digests,
         )
 
-    def _weights(self, spec: InferenceModelSpec) -> tuple[bytes, str]:
+    def _source_registry(self, reg: RegistryClient) -> Callable[[str], RegistryClient]:
+        def registry_for(host: str) -> RegistryClient:
+            if self._registry_for is not None:
+                return self._registry_for(host)
+            if host != reg.host:
+                raise modelsource.ModelSourceError(
+                    f"OCI model sources must be in the operator's registry {reg.host},"
+                    f" not {host} (the operator has no credentials or CA for it)",
+                    permanent=True,
+                )
+            return reg
+
+        return registry_for
+
+    def _weights(self, spec: InferenceModelSpec, reg: RegistryClient) -> modelsource.ModelFile:
+        return modelsource.fetch_model(
+            spec.source,
+            self._settings.cache_dir / "models",
+            http=self._http,
+            registry_for=self._source_registry(reg),
+            max_bytes=self._settings.max_model_bytes,
+        )
+
+    def _sign(self, reg: RegistryClient, repo: str, digest: str) -> str:
         try:
-            return modelsource.fetch_model(
-                spec.source,
-                self._settings.cache_dir / "models",
-                http=self._http,
-                registry_for=self._registry_for,
-                max_bytes=self._settings.max_model_bytes,
-            )
-        except modelsource.SourceDigestMismatchError as exc:
-            raise BuildError(Reason.SOURCE_DIGEST_MISMATCH, str(exc), permanent=True) from exc
-        except modelsource.ModelSourceError as exc:
-            raise BuildError(Reason.SOURCE_UNAVAILABLE, str(exc), permanent=False) from exc
+            return signer.sign_and_push(reg, repo, digest, self._key).tag
+        except oci.OCIError as exc:
+            raise BuildError(
+                Reason.SIGNING_FAILED,
+                f"the existing signature manifest {repo}:{signing.signature_tag(digest)}"
+                f" is unreadable ({exc}); delete that tag so the image can be signed again",
+                permanent=True,
+            ) from exc
 
     def _build_platform(
         self,
+        reg: RegistryClient,
         repo: str,
         platform: str,
         index: oci.ImageIndex,
@@ -246,25 +260,23 @@ class ImageBuilder:
         base_repo = self._settings.base_repository
         try:
             base_desc = index.find(oci.Platform.parse(platform))
-            data, media_type, _ = self._registry.get_manifest(base_repo, base_desc.digest)
+            data, media_type, _ = reg.get_manifest(base_repo, base_desc.digest)
             base = oci.parse_manifest(data, media_type, expected_digest=base_desc.digest)
             base_config = oci.parse_config(
-                self._registry.get_blob(base_repo, base.config.digest),
-                expected_digest=base.config.digest,
+                reg.get_blob(base_repo, base.config.digest), expected_digest=base.config.digest
             )
-        except oci.OCIError as exc:
-            raise BuildError(
-                Reason.BUILD_FAILED, f"base image for {platform}: {exc}", permanent=False
-            ) from exc
+        except (RegistryError, oci.OCIError) as exc:
+            raise in_context(exc, f"base image for {platform}") from exc
         runtime = self._runtime_layers.layer(_runtime(platform))
         model = variant.layer
         parts = modelimage.assemble(base_config, base.layers, runtime, model, meta)
         for layer in base.layers:
-            self._copy_blob(base_repo, repo, layer)
-        for blob in (runtime.blob, model.blob, parts.config):
-            self._registry.push_blob(repo, blob)
-        self._put_manifest(repo, parts.manifest.digest, parts.manifest)
-        signed = signer.sign_and_push(self._registry, repo, parts.manifest.digest, self._key)
+            _copy_blob(reg, base_repo, repo, layer)
+        reg.push_blob(repo, runtime.blob)
+        reg.push_blob(repo, model.blob)
+        reg.push_blob(repo, parts.config)
+        _put_manifest(reg, repo, parts.manifest.digest, parts.manifest)
+        tag = self._sign(reg, repo, parts.manifest.digest)
         seconds = time.monotonic() - start
         size = sum(d.size for d in base.layers) + runtime.blob.size + model.blob.size
         say(f"{platform}: {repo}@{parts.manifest.digest} ({size} bytes) in {seconds:.1f}s")
@@ -274,26 +286,28 @@ class ImageBuilder:
             size,
             model.blob.size,
             round(seconds, 3),
-            f"{self._registry.host}/{repo}:{signed.tag}",
+            f"{reg.host}/{repo}:{tag}",
             variant.quantization,
             variant.optimized,
         )
         return image, parts.manifest.descriptor()
 
-    def _put_manifest(self, repo: str, reference: str, blob: oci.Blob) -> None:
-        """Push a manifest unless ``reference`` already names exactly these bytes."""
-        current = self._registry.head_manifest(repo, reference)
-        if current is None or current.digest != blob.digest:
-            self._registry.put_manifest(repo, reference, blob)
 
-    def _copy_blob(self, source_repo: str, repo: str, desc: oci.Descriptor) -> None:
-        """Give ``repo`` a base layer: nothing if present, a mount, else a copy."""
-        if self._registry.has_blob(repo, desc.digest):
-            return
-        if self._registry.mount_blob(repo, desc.digest, source_repo):
-            return
-        data = self._registry.get_blob(source_repo, desc.digest)
-        self._registry.push_blob(repo, oci.Blob(data, desc.media_type))
+def _put_manifest(reg: RegistryClient, repo: str, reference: str, blob: oci.Blob) -> None:
+    """Push a manifest unless ``reference`` already names exactly these bytes."""
+    current = reg.head_manifest(repo, reference)
+    if current is None or current.digest != blob.digest:
+        reg.put_manifest(repo, reference, blob)
+
+
+def _copy_blob(reg: RegistryClient, source_repo: str, repo: str, desc: oci.Descriptor) -> None:
+    """Give ``repo`` a base layer: nothing if present, a mount, else a copy."""
+    if reg.has_blob(repo, desc.digest):
+        return
+    if reg.mount_blob(repo, desc.digest, source_repo):
+        return
+    data = reg.get_blob(source_repo, desc.digest)
+    reg.push_blob(repo, oci.Blob(data, desc.media_type))
 
 
 def _runtime(platform: str) -> runtime_pins.RuntimePins:

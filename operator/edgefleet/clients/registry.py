@@ -6,6 +6,11 @@ otherwise uploaded in one PUT or, when large, in PATCH chunks; the digests the
 registry reports are checked. Everything read is size-bounded and digest-verified.
 :class:`TransferStats` counts bytes uploaded and blobs skipped or mounted, so
 callers (and tests) can prove that a weights-only rebuild sent only the new layer.
+Counters of concurrent work stay apart: :meth:`RegistryClient.metered` gives a view
+with its own counters (one per build) over the same connections.
+
+Large blobs never sit in memory: :class:`FileBlob` uploads stream from a file in
+chunks, and :meth:`RegistryClient.download_blob` streams to a file while hashing.
 """
 
 from __future__ import annotations
@@ -20,14 +25,15 @@ from pathlib import Path
 
 import httpx
 
-from edgefleet.clients import registry_model, registry_transport
+from edgefleet.clients import registry_blobs, registry_model, registry_transport
+from edgefleet.clients.registry_blobs import AnyBlob
 from edgefleet.clients.registry_errors import (
     BlobTooLargeError,
     DigestMismatchError,
     RegistryAuthError,
     RegistryError,
 )
-from edgefleet.clients.registry_model import PushOutcome, TransferStats
+from edgefleet.clients.registry_model import FileBlob, PushOutcome, TransferStats
 from edgefleet.domain import oci
 
 __all__ = [
@@ -36,6 +42,7 @@ __all__ = [
     "DEFAULT_MAX_BLOB_SIZE",
     "BlobTooLargeError",
     "DigestMismatchError",
+    "FileBlob",
     "PushOutcome",
     "RegistryAuthError",
     "RegistryClient",
@@ -83,6 +90,24 @@ class RegistryClient:
         self._chunk_size = chunk_size
         self._lock = threading.Lock()
         self.stats = TransferStats()
+        self._parent: RegistryClient | None = None
+        self._record_digests = False
+
+    def metered(self) -> RegistryClient:
+        """A view over the same connections with its own counters (one per build).
+
+        Its traffic also adds to this client's counters; only the view records the
+        digests it uploaded. Closing the view leaves the connections open.
+        """
+        view = object.__new__(RegistryClient)
+        view._transport = self._transport
+        view._call = self._transport.call
+        view._chunk_size = self._chunk_size
+        view._lock = threading.Lock()
+        view.stats = TransferStats()
+        view._parent = self
+        view._record_digests = True
+        return view
 
     def __repr__(self) -> str:
         return f"RegistryClient({str(self._transport.base)!r})"
@@ -99,7 +124,8 @@ class RegistryClient:
             return replace(self.stats, uploaded_digests=list(self.stats.uploaded_digests))
 
     def close(self) -> None:
-        self._transport.close()
+        if self._parent is None:
+            self._transport.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -111,6 +137,14 @@ class RegistryClient:
         with self._lock:
             for name, value in increments.items():
                 setattr(self.stats, name, getattr(self.stats, name) + value)
+        if self._parent is not None:
+            self._parent._count(**increments)
+
+    def _uploaded(self, digest: str) -> None:
+        if self._record_digests:
+            with self._lock:
+                self.stats.uploaded_digests.append(digest)
+        self._count(blobs_uploaded=1)
 
     # -- blobs -------------------------------------------------------------------
 
@@ -161,7 +195,7 @@ class RegistryClient:
             return None, scopes
         return response, scopes
 
-    def push_blob(self, repo: str, blob: oci.Blob, mount_from: str | None = None) -> PushOutcome:
+    def push_blob(self, repo: str, blob: AnyBlob, mount_from: str | None = None) -> PushOutcome:
         """Make ``repo`` hold ``blob``: skip if present, else mount or upload it."""
         mount_from = None if mount_from == repo else mount_from
         operation = f"push blob {repo}@{blob.digest}"
@@ -174,9 +208,7 @@ class RegistryClient:
         if session is None:
             return PushOutcome.MOUNTED
         self._upload(session, blob, scopes, operation)
-        with self._lock:
-            self.stats.blobs_uploaded += 1
-            self.stats.uploaded_digests.append(blob.digest)
+        self._uploaded(blob.digest)
         return PushOutcome.UPLOADED
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
@@ -202,40 +234,18 @@ class RegistryClient:
         return self._transport.url(location)
 
     def _upload(
-        self, started: httpx.Response, blob: oci.Blob, scopes: Sequence[str], operation: str
+        self, started: httpx.Response, blob: AnyBlob, scopes: Sequence[str], operation: str
     ) -> None:
-        location = self._location(started, operation)
-        data = blob.data
-        final = data
-        if len(data) > self._chunk_size:
-            final = b""
-            for start in range(0, len(data), self._chunk_size):
-                chunk = data[start : start + self._chunk_size]
-                response, _ = self._call(
-                    "PATCH",
-                    location,
-                    scopes=scopes,
-                    operation=operation,
-                    ok=(202,),
-                    content=chunk,
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Range": f"{start}-{start + len(chunk) - 1}",
-                    },
-                )
-                self._count(blob_bytes_uploaded=len(chunk))
-                location = self._location(response, operation)
-        response, _ = self._call(
-            "PUT",
-            location,
+        response = registry_blobs.upload(
+            self._call,
+            self._location(started, operation),
+            blob,
+            chunk_size=self._chunk_size,
             scopes=scopes,
             operation=operation,
-            ok=(201,),
-            params={"digest": blob.digest},
-            content=final,
-            headers={"Content-Type": "application/octet-stream"},
+            location=lambda r: self._location(r, operation),
+            sent=lambda n: self._count(blob_bytes_uploaded=n),
         )
-        self._count(blob_bytes_uploaded=len(final))
         self._check_reported(response, blob.digest, operation)
 
     def get_blob(self, repo: str, digest: str, max_size: int = DEFAULT_MAX_BLOB_SIZE) -> bytes:
@@ -254,6 +264,26 @@ class RegistryClient:
         if hashlib.new(algorithm, body).hexdigest() != expected:
             raise DigestMismatchError("blob content does not match its digest", operation=operation)
         return body
+
+    def download_blob(
+        self, repo: str, digest: str, dest: Path, max_size: int = DEFAULT_MAX_BLOB_SIZE
+    ) -> int:
+        """Stream a blob into ``dest``, hashing on the way; return its size.
+
+        The bytes go to a temporary file beside ``dest`` and are renamed into place
+        only when the digest matched, so ``dest`` never holds unverified content.
+        """
+        size = registry_blobs.download(
+            self._call,
+            registry_model.blob_path(repo, digest),
+            digest,
+            dest,
+            scopes=registry_model.scopes(repo),
+            operation=f"GET blob {repo}@{digest}",
+            max_size=max_size,
+        )
+        self._count(bytes_downloaded=size)
+        return size
 
     # -- manifests and tags --------------------------------------------------------
 

@@ -7,15 +7,22 @@ name is put into a URL.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+from typing import BinaryIO, Protocol
 
 from edgefleet.clients.registry_errors import RegistryError
 from edgefleet.domain import oci
 
 __all__ = [
+    "FileBlob",
+    "HashingFile",
     "PushOutcome",
+    "Sink",
     "TransferStats",
     "blob_path",
     "check_reference",
@@ -38,9 +45,73 @@ class PushOutcome(StrEnum):
     UPLOADED = "uploaded"
 
 
+class Sink(Protocol):
+    """Where a streamed response body goes; ``reset`` starts it over (on a retry)."""
+
+    def reset(self) -> None: ...
+
+    def write(self, data: bytes) -> object: ...
+
+
+class HashingFile:
+    """A :class:`Sink` writing to an open binary file and hashing on the way."""
+
+    def __init__(self, file: BinaryIO, algorithm: str = "sha256") -> None:
+        self._file = file
+        self._algorithm = algorithm
+        self.hash = hashlib.new(algorithm)
+        self.size = 0
+
+    def reset(self) -> None:
+        self._file.seek(0)
+        self._file.truncate()
+        self.hash = hashlib.new(self._algorithm)
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self._file.write(data)
+
+    @property
+    def digest(self) -> str:
+        return f"{self._algorithm}:{self.hash.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class FileBlob:
+    """A blob kept in a file (a model layer of gigabytes), pushed in chunks.
+
+    ``digest`` and ``size`` were computed when the file was written; the registry
+    checks the digest again when the upload completes.
+    """
+
+    path: Path
+    media_type: str
+    digest: str
+    size: int
+
+    def chunks(self, chunk_size: int) -> Iterator[bytes]:
+        with self.path.open("rb") as f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    def descriptor(
+        self, annotations: Mapping[str, str] | None = None, platform: oci.Platform | None = None
+    ) -> oci.Descriptor:
+        return oci.Descriptor(
+            self.media_type, self.digest, self.size, dict(annotations or {}), platform
+        )
+
+
 @dataclass
 class TransferStats:
-    """Counters of one client's traffic (bytes are payload bytes, not HTTP overhead)."""
+    """Counters of one client's traffic (bytes are payload bytes, not HTTP overhead).
+
+    ``uploaded_digests`` is recorded only by a per-build view
+    (:meth:`~edgefleet.clients.registry.RegistryClient.metered`), so nothing grows for
+    the life of the process.
+    """
 
     blob_bytes_uploaded: int = 0
     manifest_bytes_uploaded: int = 0

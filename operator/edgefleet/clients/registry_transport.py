@@ -25,6 +25,7 @@ from edgefleet.clients.registry_errors import (
     RegistryError,
     error_from_response,
 )
+from edgefleet.clients.registry_model import Sink
 
 __all__ = ["CallOptions", "RegistryTransport"]
 
@@ -46,6 +47,17 @@ class CallOptions(_Required, total=False):
     params: dict[str, str] | None
     content: bytes | None
     headers: dict[str, str] | None
+    sink: Sink | None
+
+
+def _stream(response: httpx.Response, sink: Sink, limit: int, operation: str) -> None:
+    sink.reset()
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise BlobTooLargeError(f"response exceeds the {limit}-byte limit", operation=operation)
+        sink.write(chunk)
 
 
 def _transient(err: RegistryError) -> bool:
@@ -118,8 +130,13 @@ class RegistryTransport:
         params: dict[str, str] | None = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        sink: Sink | None = None,
     ) -> tuple[httpx.Response, bytes]:
-        """Send (answering one auth challenge); return the response and its bounded body."""
+        """Send (answering one auth challenge); return the response and its bounded body.
+
+        With a ``sink``, a successful body streams into it (reset first, so a retried
+        request starts it over) and the returned body is empty.
+        """
         target = self.base.join(url)
         if params:  # merged, not replacing: upload Locations carry their own state
             target = target.copy_merge_params(params)
@@ -142,6 +159,9 @@ class RegistryTransport:
                         continue
                     body_limit = limit if status in ok else _MAX_ERROR_BODY
                     body = bytearray()
+                    if sink is not None and status in ok:
+                        _stream(response, sink, limit, operation)
+                        return response, b""
                     for chunk in response.iter_bytes():
                         body += chunk
                         if len(body) > body_limit:

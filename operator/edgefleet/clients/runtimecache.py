@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from edgefleet import filelock
@@ -32,10 +33,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class RuntimeLayerCache:
     """Runtime layers by platform, from ``cache_dir``."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        entries: Callable[[str, Path], list[oci.FileEntry]] = wheels.runtime_layer_entries,
+    ) -> None:
         self._dir = cache_dir / "runtime-layers"
         self._wheels = cache_dir / "wheels"
         self._lock = threading.Lock()
+        self._entries = entries  # (platform, wheel cache) -> layer entries; a test seam
 
     def layer(self, runtime: runtime_pins.RuntimePins) -> oci.Layer:
         sources = wheels.serving_sources()
@@ -53,7 +60,7 @@ class RuntimeLayerCache:
                 blob = oci.Blob(blob_path.read_bytes(), oci.OCI_LAYER_GZIP)
                 if blob.digest == meta.get("digest"):
                     return oci.Layer(blob, meta["diff_id"], meta["uncompressed_size"])
-            layer = oci.build_layer(wheels.runtime_layer_entries(runtime.platform, self._wheels))
+            layer = oci.build_layer(self._entries(runtime.platform, self._wheels))
             _write_atomic(blob_path, layer.blob.data)
             _write_atomic(
                 meta_path,

@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgefleet import filelock
+from edgefleet.api.conditions import Reason
 from edgefleet.domain import runtime_layer
+from edgefleet.domain.failures import FailureError
 from edgefleet.domain.oci import FileEntry
 from edgefleet.domain.runtime_lock import LOCK_FILE, LockedWheel, RuntimeLock, parse_lock
 from edgefleet.domain.runtime_pins import PYTHON_ABI, PYTHON_VERSION, RuntimePins, require_runtime
@@ -40,8 +42,14 @@ __all__ = [
 PIP_TIMEOUT = 900.0
 
 
-class WheelFetchError(RuntimeError):
-    """pip could not download a pinned wheel, or a file does not match the lock."""
+class WheelFetchError(FailureError):
+    """pip could not download a pinned wheel, or a file does not match the lock.
+
+    Temporary (``RuntimeUnavailable``): the package index may be back next time.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.RUNTIME_UNAVAILABLE, message, permanent=False)
 
 
 def file_sha256(path: Path) -> str:

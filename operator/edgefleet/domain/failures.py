@@ -48,6 +48,7 @@ __all__ = [
     "FailureError",
     "RemoteError",
     "classify",
+    "in_context",
     "retry_delay",
 ]
 
@@ -158,3 +159,9 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, OCIError):
         return Failure(Reason.INVALID_CONTENT, _text(exc), permanent=True)
     return Failure(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {_text(exc)}", permanent=False)
+
+
+def in_context(exc: BaseException, what: str) -> FailureError:
+    """``exc`` classified, its message prefixed with ``what`` (raise it ``from exc``)."""
+    failure = classify(exc)
+    return FailureError(failure.reason, f"{what}: {failure.message}", permanent=failure.permanent)

@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from edgefleet.domain import oci
 from edgefleet.domain.runtime_layer import RUNTIME_CMD, RUNTIME_ENV
@@ -27,6 +28,7 @@ __all__ = [
     "MODEL_PATH",
     "SERVING_PORT",
     "ImageParts",
+    "LayerRef",
     "ModelMeta",
     "assemble",
     "build_key",
@@ -53,6 +55,15 @@ class ModelMeta:
     threads: int = 1
 
 
+class LayerRef(Protocol):
+    """What assembling an image needs of a layer (in memory or in a file)."""
+
+    @property
+    def diff_id(self) -> str: ...
+
+    def descriptor(self) -> oci.Descriptor: ...
+
+
 @dataclass(frozen=True)
 class ImageParts:
     """The config and manifest of one platform's image."""
@@ -70,8 +81,8 @@ def model_layer(weights: bytes) -> oci.Layer:
 def assemble(
     base_config: oci.ImageConfig,
     base_layers: Sequence[oci.Descriptor],
-    runtime: oci.Layer,
-    model: oci.Layer,
+    runtime: LayerRef,
+    model: LayerRef,
     meta: ModelMeta,
 ) -> ImageParts:
     """Config and manifest of the model image for ``base_config``'s platform."""

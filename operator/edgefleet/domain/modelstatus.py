@@ -167,6 +167,7 @@ def failed(
             generation=generation,
             now=at,
         )
+        conds = set_condition(conds, Type.STALLED, "False", reason, generation=generation, now=at)
     conds = summarise_ready(conds, REQUIRED, generation=generation, now=at)
     update: dict[str, object] = {"conditions": conds}
     if permanent:
