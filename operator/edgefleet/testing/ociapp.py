@@ -1,0 +1,126 @@
+"""The gateway's ``/v2/`` routes served alone, for tests and benchmarks of the proxy.
+
+:func:`serve_oci` runs an aiohttp app in a background thread (its own event loop) on
+``127.0.0.1:<free port>`` with the gateway's real TLS context (:class:`ServerTls`: TLS
+>= 1.2, device certificates verified against the device CAs) and the real
+:class:`~edgefleet.gateway.oci.OciProxy` over a real registry. Only the device lookup
+is the test's: a mapping from ``(namespace, device)`` to its assignments stands in for
+the EdgeDevice watch cache of the full gateway. Always torn down on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from edgefleet.clients.pki import GatewayPki, ServerTls
+from edgefleet.clients.registry_stream import RegistryReader
+from edgefleet.gateway.oci import ByteCounter, OciProxy
+from edgefleet.gateway.oci_reach import Assignment
+
+__all__ = ["OciApp", "serve_oci"]
+
+
+@dataclass
+class OciApp:
+    port: int
+    counter: ByteCounter
+    tls: ServerTls
+    address: str = "127.0.0.1"
+
+    @property
+    def host(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}"
+
+
+def _peer(request: web.Request) -> bytes | None:
+    transport = request.transport
+    obj = transport.get_extra_info("ssl_object") if transport is not None else None
+    return obj.getpeercert(binary_form=True) if obj is not None else None
+
+
+@contextmanager
+def serve_oci(
+    pki: GatewayPki,
+    registry_url: str,
+    registry_ca: Path | None,
+    devices: Mapping[tuple[str, str], Sequence[Assignment]],
+    *,
+    address: str = "127.0.0.1",
+) -> Iterator[OciApp]:
+    """Serve on ``address`` (loopback by default; Docker treats 127.0.0.0/8 as an
+    insecure registry and then ignores ``certs.d``, so its test binds the host's own
+    non-loopback address — traffic still never leaves the machine)."""
+    tls = ServerTls(pki)
+    counter = ByteCounter()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    state: dict[str, object] = {}
+
+    async def authorise(request: web.Request) -> Sequence[Assignment]:
+        der = _peer(request)
+        if der is None:
+            raise web.HTTPUnauthorized(text="a client certificate is required")
+        try:
+            _, namespace, device = tls.pki.verify_client(der)
+        except ValueError:
+            raise web.HTTPUnauthorized(text="the client certificate is not valid") from None
+        return devices.get((namespace, device), ())
+
+    async def start() -> None:
+        reader = RegistryReader(registry_url, ca_bundle=registry_ca)
+        proxy = OciProxy(reader, authorise, on_bytes=counter)
+        app = web.Application()
+        app.add_routes(proxy.routes())
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, address, 0, ssl_context=tls.context)
+        await site.start()
+        server = site._server
+        assert isinstance(server, asyncio.base_events.Server)
+        state.update(runner=runner, reader=reader, port=server.sockets[0].getsockname()[1])
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(start())
+        except BaseException as exc:
+            state["error"] = exc
+            started.set()
+            return
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="oci-app", daemon=True)
+    thread.start()
+    started.wait(30)
+    if "error" in state or "port" not in state:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        raise RuntimeError(f"the OCI app did not start: {state.get('error')!r}")
+    try:
+        yield OciApp(int(str(state["port"])), counter, tls, address)
+    finally:
+
+        async def stop() -> None:
+            runner = state["runner"]
+            reader = state["reader"]
+            assert isinstance(runner, web.AppRunner)
+            assert isinstance(reader, RegistryReader)
+            await runner.cleanup()
+            await reader.aclose()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
