@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     from edgefleet import cli_images  # image build-node
 
     cli_images.register(sub)
+    from edgefleet import cli_gateway  # gateway, device revoke
+
+    cli_gateway.register(sub)
     args = parser.parse_args(argv)
     logs.configure(json=args.json_logs)
     result: int = args.func(args)

@@ -1,0 +1,148 @@
+"""Heartbeats in memory: who polls this replica, and who went quiet.
+
+A device's long-poll is its heartbeat (one connection per device). This replica keeps,
+per device it serves, the number of open polls and the time of its last request —
+nothing another replica would need to be correct. Transitions go to the status
+writer: the first poll after being offline (or after polling another replica) marks
+``Online=True`` naming this replica; a device with no open poll and no request for
+``online_grace`` is marked ``Online=False``. :meth:`Sessions.sweep` also covers devices
+this replica never saw: those whose ``Online`` condition names this replica from
+before a restart, and those held by a replica whose Lease expired (only the
+alphabetically first live replica does that, so replicas do not race).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+from dataclasses import dataclass
+
+from edgefleet.api.edgedevice import EdgeDevice
+from edgefleet.clients.devicecache import DeviceCache, DeviceKey
+from edgefleet.clients.replicas import ReplicaLeases
+from edgefleet.domain import devicestatus
+from edgefleet.domain.devicestatus import Observation
+from edgefleet.gateway.metrics import GatewayMetrics
+from edgefleet.gateway.status import StatusWriter
+from edgefleet_node.protocol import wire
+
+__all__ = ["Session", "Sessions"]
+
+
+@dataclass
+class Session:
+    polls: int = 0
+    last: float = 0.0  # monotonic time of the last request
+    supersede: asyncio.Event | None = None  # set to end the open poll early
+    instance: str = ""
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Sessions:
+    def __init__(
+        self,
+        cache: DeviceCache,
+        writer: StatusWriter,
+        metrics: GatewayMetrics,
+        *,
+        replica: str,
+        grace: datetime.timedelta,
+        last_seen_interval: datetime.timedelta,
+        leases: ReplicaLeases | None = None,
+    ) -> None:
+        self._cache = cache
+        self._writer = writer
+        self._metrics = metrics
+        self.replica = replica
+        self._grace = grace.total_seconds()
+        self._interval = last_seen_interval
+        self._leases = leases
+        self._sessions: dict[DeviceKey, Session] = {}
+        self._started = time.monotonic()
+
+    def get(self, key: DeviceKey) -> Session | None:
+        return self._sessions.get(key)
+
+    def _needs_write(self, device: EdgeDevice, now: datetime.datetime) -> bool:
+        status = device.status
+        if status is None or devicestatus.online_holder(device) != self.replica:
+            return True
+        if status.last_seen is None:
+            return True
+        seen = wire.parse_time(status.last_seen, "lastSeen")
+        return seen + self._interval <= now
+
+    def touch(self, key: DeviceKey, device: EdgeDevice) -> Session:
+        """A request from ``device``: remember it; queue Online/lastSeen when they move."""
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = Session()
+            self._metrics.connected_devices.set(len(self._sessions))
+        session.last = time.monotonic()
+        now = _now()
+        if self._needs_write(device, now):
+            self._writer.mark(key, Observation(now, online=True, replica=self.replica, seen=True))
+        return session
+
+    def poll_started(self, key: DeviceKey, session: Session) -> asyncio.Event:
+        """Count an open poll; end the previous one of this device (one connection per
+        device: a new poll means the old connection is gone or stale)."""
+        if session.supersede is not None:
+            session.supersede.set()
+            self._cache.wake(key)
+        session.polls += 1
+        session.supersede = asyncio.Event()
+        self._metrics.longpolls_open.inc()
+        return session.supersede
+
+    def poll_ended(self, session: Session, superseded: asyncio.Event) -> None:
+        session.polls -= 1
+        session.last = time.monotonic()
+        if session.supersede is superseded:
+            session.supersede = None
+        self._metrics.longpolls_open.dec()
+
+    def flag_duplicate(self, key: DeviceKey, message: str) -> None:
+        self._writer.mark(key, Observation(_now(), replica=self.replica, duplicate=message))
+
+    def sweep(self) -> None:
+        """Mark devices offline that went quiet here, or whose replica died."""
+        mono, now = time.monotonic(), _now()
+        for key, session in list(self._sessions.items()):
+            if session.polls == 0 and mono - session.last > self._grace:
+                del self._sessions[key]
+                device = self._cache.get(*key)
+                if device is not None and devicestatus.online_holder(device) == self.replica:
+                    self._writer.mark(key, Observation(now, online=False, replica=self.replica))
+        self._metrics.connected_devices.set(len(self._sessions))
+        restarted_long_ago = mono - self._started > self._grace
+        for key in self._cache.device_keys():
+            device = self._cache.get(*key)
+            if device is None or key in self._sessions:
+                continue
+            holder = devicestatus.online_holder(device)
+            if holder is None:
+                continue
+            if holder == self.replica:
+                if restarted_long_ago:
+                    self._writer.mark(key, Observation(now, online=False, replica=self.replica))
+            elif self._may_sweep_for(holder, now):
+                self._writer.mark(key, Observation(now, online=False, replica=self.replica))
+
+    def _may_sweep_for(self, holder: str, now: datetime.datetime) -> bool:
+        if self._leases is None:
+            return False
+        died = self._leases.dead_since(holder, now)
+        if died is None or (now - died).total_seconds() < self._grace:
+            return False
+        alive = [r for r in self._leases.alive(now) if r != holder]
+        return bool(alive) and min(alive) == self.replica
+
+    async def run(self, every: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.sweep()
