@@ -1,0 +1,347 @@
+"""Real agents in containers of each architecture against the real gateway.
+
+Per platform (linux/amd64, and linux/arm64 under qemu): the agent's own image (built by
+our daemonless builder, pulled from the local TLS registry) runs with the Docker
+socket, a named volume as its state dir and host networking; it enrols with a token
+from ``edgefleet token create`` at ``edgefleet gateway`` (its own process), pulls a
+signed model image built by the operator's builder through the gateway's ``/v2/``, and
+runs it. Then: the EdgeDevice says ``Ready=True`` with the digest, and an inference
+request to the workload answers correctly; a model whose probe fails is rolled back
+(``UpdateFailed``) and the previous workload keeps answering; with the gateway down,
+the workload keeps answering.
+
+The rollout controller's part — writing ``status.desired`` with field manager
+``edgefleet-rollouts`` — is done by the test itself, so this test exercises gateway,
+agent and runtime, not rollout planning.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from edgefleet.api.inferencemodel import InferenceModelSpec
+from edgefleet.clients import appbuilder
+from edgefleet.clients.imagebuilder import BuilderSettings, ImageBuilder
+from edgefleet.domain import nodeimage, signing
+from edgefleet.testing.models import ModelFixture, make_mlp
+from edgefleet.testing.procs import Service, free_port, wait_until
+from edgefleet_node.agent.workload_http import request
+
+GATEWAY_NS = "edgefleet-system"
+PLATFORMS = ("linux/amd64", "linux/arm64")
+SLOW = {"linux/amd64": 1.0, "linux/arm64": 4.0}  # qemu: everything takes longer
+
+
+def _gateway_available() -> str | None:
+    done = subprocess.run(
+        [sys.executable, "-m", "edgefleet.cli", "gateway", "--help"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return None if done.returncode == 0 else "`edgefleet gateway` is not available yet"
+
+
+class Gateway:
+    def __init__(self, env: dict[str, str], log_dir: Path, port: int) -> None:
+        self.env, self.log_dir, self.port = env, log_dir, port
+        self.service: Service | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self, cp) -> None:
+        self.starts += 1
+        self.service = Service(
+            "gateway",
+            [sys.executable, "-m", "edgefleet.cli", "--json-logs", "gateway"],
+            self.log_dir / f"gateway-{self.starts}.log",
+            env=self.env,
+        )
+        ca = self.log_dir / "gateway-ca.pem"
+
+        def answers() -> bool:
+            got = cp.kubectl("get", "secret", "edgefleet-gateway-ca", "-n", GATEWAY_NS,
+                             "-o", "jsonpath={.data.tls\\.crt}", check=False)  # fmt: skip
+            if got.returncode != 0 or not got.stdout:
+                return False
+            ca.write_bytes(base64.b64decode(got.stdout))
+            try:
+                return httpx.get(
+                    f"{self.url}/edgefleet/v1/ca", verify=str(ca), timeout=2
+                ).is_success
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, timeout=90, what="gateway /ca", alive=self.service.check_alive)
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
+
+
+@pytest.fixture(scope="module")
+def gateway(crds, registry, signing_key, tmp_path_factory) -> Iterator[Gateway]:
+    if (why := _gateway_available()) is not None:
+        pytest.skip(why)
+    crds.kubectl("create", "namespace", GATEWAY_NS, check=False)
+    public = signing.public_key_pem(signing_key).decode()
+    crds.kubectl(
+        "create", "configmap", "edgefleet-signing-key-public", "-n", GATEWAY_NS,
+        f"--from-literal=cosign.pub={public}", check=False,
+    )  # fmt: skip
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")},
+        "KUBECONFIG": str(crds.kubeconfig),
+        "EDGEFLEET_NAMESPACE": GATEWAY_NS,
+        "EDGEFLEET_GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        "EDGEFLEET_GATEWAY_NAMES": "127.0.0.1,localhost",
+        "EDGEFLEET_GATEWAY_REPLICA": "gateway-e2e",
+        "EDGEFLEET_REGISTRY_URL": registry.url,
+        "EDGEFLEET_REGISTRY_CA": str(registry.ca_path),
+    }
+    gw = Gateway(env, tmp_path_factory.mktemp("gateway"), port)
+    gw.start(crds)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture(scope="module")
+def docker_client(docker_engine) -> Iterator[Any]:
+    client = docker.from_env(timeout=300)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def trusted_registry(registry) -> Iterator[None]:
+    certs = Path("/etc/docker/certs.d") / registry.host
+    certs.mkdir(parents=True, exist_ok=True)
+    (certs / "ca.crt").write_bytes(Path(registry.ca_path).read_bytes())
+    try:
+        yield
+    finally:
+        for f in certs.iterdir():
+            f.unlink()
+        certs.rmdir()
+
+
+@pytest.fixture(scope="module")
+def agent_image(registry_client, base_index, signing_key, builder_cache) -> str:
+    builder = appbuilder.AppImageBuilder(registry_client, signing_key, builder_cache / "app")
+    result = appbuilder.build_node_image(builder, "edgefleet/node", PLATFORMS, tags=["e2e"])
+    return f"{result.repository}@{result.index_digest}"
+
+
+class Models:
+    def __init__(self, good: ModelFixture, good_build, bad_build) -> None:
+        self.good, self.good_build, self.bad_build = good, good_build, bad_build
+
+
+@pytest.fixture(scope="module")
+def models(registry_client, base_index, signing_key, builder_cache, model_files) -> Models:
+    directory, base_url = model_files
+    fixtures = []
+    for seed in (101, 102):
+        path = directory / f"agent-e2e-{seed}-{uuid.uuid4().hex[:6]}.onnx"
+        fixtures.append((path, make_mlp(path, target_bytes=64 * 1024, seed=seed)))
+    builds = []
+    with httpx.Client(timeout=30) as http:
+        builder = ImageBuilder(
+            registry_client, signing_key, BuilderSettings(cache_dir=builder_cache), http=http
+        )
+        for version, (path, fixture) in zip(("1.0.0", "2.0.0"), fixtures, strict=True):
+            spec = InferenceModelSpec.model_validate({
+                "version": version, "platforms": list(PLATFORMS),
+                "source": {"url": {"url": f"{base_url}/{path.name}", "sha256": fixture.sha256}},
+            })  # fmt: skip
+            builds.append(builder.build("e2e", "classifier", spec))
+    return Models(fixtures[0][1], builds[0], builds[1])
+
+
+def _desired(build, version: str, platform: str, probe: dict[str, Any]) -> dict[str, Any]:
+    image = next(i for i in build.images if i.platform == platform)
+    return {
+        "model": "classifier",
+        "version": version,
+        "repository": build.repository.split("/", 1)[1],
+        "indexDigest": build.index_digest,
+        "imageDigest": image.digest,
+        "probe": probe,
+    }
+
+
+def _apply_desired(cp, ns: str, device: str, workloads: list[dict[str, Any]], revision: int):
+    doc = {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "EdgeDevice",
+        "metadata": {"name": device, "namespace": ns},
+        "status": {"desired": workloads, "desiredRevision": revision},
+    }
+    cp.kubectl(
+        "apply", "--server-side", "--force-conflicts", "--field-manager=edgefleet-rollouts",
+        "--subresource=status", "-f", "-", input_text=json.dumps(doc),
+    )  # fmt: skip
+
+
+def _device(cp, ns: str, name: str) -> dict[str, Any]:
+    return json.loads(cp.kubectl("get", "edgedevices.edgefleet.io", name, "-n", ns,
+                                 "-o", "json").stdout)  # fmt: skip
+
+
+def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions", []):
+        if cond["type"] == type_:
+            return cond
+    return {}
+
+
+def _workloads(client) -> list[Any]:
+    """Running workload containers (the tests run one device at a time)."""
+    return list(client.containers.list(filters={"label": "io.edgefleet.workload=classifier"}))
+
+
+def _answers(port: int, fixture: ModelFixture) -> bool:
+    body = json.dumps(fixture.probe_request()).encode()
+    try:
+        answer = request("127.0.0.1", port, "POST", "/v1/predict", body, 30)
+    except OSError:
+        return False
+    return answer.status == 200 and fixture.matches(json.loads(answer.body)["outputs"])
+
+
+@pytest.mark.timeout(1500)
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_agent_in_a_container_runs_a_signed_model_and_survives_faults(
+    crds, gateway, docker_client, trusted_registry, agent_image, models, platform, tmp_path
+):
+    slow = SLOW[platform]
+    ns = f"e2e-{uuid.uuid4().hex[:8]}"
+    device = f"dev-{platform.split('/')[1]}"
+    crds.kubectl("create", "namespace", ns)
+    crds.kubectl("apply", "-f", "-", input_text=json.dumps({
+        "apiVersion": "edgefleet.io/v1alpha1", "kind": "EdgeDevice",
+        "metadata": {"name": device, "namespace": ns},
+        "spec": {"platform": platform},
+    }))  # fmt: skip
+    volume = docker_client.volumes.create(f"edgefleet-e2e-{uuid.uuid4().hex[:8]}")
+    socket_gid = os.stat("/var/run/docker.sock").st_gid
+    agent = None
+    common: dict[str, Any] = {
+        "image": None,
+        "network_mode": "host",
+        "user": f"{nodeimage.AGENT_UID}:{nodeimage.AGENT_UID}",
+        "group_add": [str(socket_gid)],
+        "read_only": True,
+        "tmpfs": {"/tmp": "rw,noexec,nosuid,size=16m"},
+        "volumes": {
+            volume.name: {"bind": f"/{nodeimage.STATE_DIR}", "mode": "rw"},
+            "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
+        },
+    }
+    try:
+        docker_client.images.pull(agent_image, platform=platform)
+        common["image"] = docker_client.images.get(agent_image).id
+        token_text = subprocess.run(
+            [sys.executable, "-m", "edgefleet.cli", "token", "create", "--namespace", ns,
+             "--device", device, "--gateway-namespace", GATEWAY_NS],
+            capture_output=True, text=True, timeout=60, check=True,
+            env={**gateway.env},
+        ).stdout.strip()  # fmt: skip
+        enrolled = docker_client.containers.run(
+            command=["enroll", "--gateway", gateway.url, "--token", token_text],
+            remove=False, detach=True, **common,
+        )  # fmt: skip
+        result = enrolled.wait(timeout=int(300 * slow))
+        logs = enrolled.logs().decode(errors="replace")
+        enrolled.remove(force=True)
+        assert result["StatusCode"] == 0, logs
+
+        agent = docker_client.containers.run(
+            command=["run"], detach=True, name=f"edgefleet-agent-{ns}", **common
+        )
+        wait_until(
+            lambda: _condition(_device(crds, ns, device), "Enrolled").get("status") == "True",
+            timeout=120 * slow, what="Enrolled",
+        )  # fmt: skip
+
+        good = _desired(models.good_build, "1.0.0", platform, models.good.probe_spec(1e-3))
+        _apply_desired(crds, ns, device, [good], revision=1)
+
+        def ready_with_digest() -> bool:
+            obj = _device(crds, ns, device)
+            current = (obj.get("status") or {}).get("current") or []
+            return _condition(obj, "Ready").get("status") == "True" and any(
+                c.get("imageDigest") == good["imageDigest"] for c in current
+            )
+
+        wait_until(ready_with_digest, timeout=600 * slow, what=f"{platform} Ready",
+                   alive=lambda: _alive(agent))  # fmt: skip
+        running = _workloads(docker_client)
+        assert len(running) == 1
+        port = int(running[0].labels["io.edgefleet.port"])
+        assert _answers(port, models.good)
+
+        # a model whose probe fails: the previous one keeps running and answering
+        # (version 2's weights differ, so version 1's probe answer is wrong for it)
+        bad = _desired(models.bad_build, "2.0.0", platform, models.good.probe_spec(1e-3))
+        _apply_desired(crds, ns, device, [bad], revision=2)
+        wait_until(
+            lambda: _condition(_device(crds, ns, device), "UpdateFailed").get("status") == "True",
+            timeout=600 * slow, what="UpdateFailed after the bad probe",
+            alive=lambda: _alive(agent),
+        )  # fmt: skip
+        failed = _condition(_device(crds, ns, device), "UpdateFailed")
+        assert "Probe" in failed.get("reason", "") or "probe" in failed.get("message", ""), failed
+        assert _answers(port, models.good), "the previous workload keeps answering"
+        current = _device(crds, ns, device)["status"]["current"]
+        assert [c["imageDigest"] for c in current] == [good["imageDigest"]]
+        assert [c.id for c in _workloads(docker_client)] == [running[0].id]
+
+        # the gateway goes away: the workload keeps answering, the agent keeps running
+        gateway.stop()
+        try:
+            for _ in range(5):
+                assert _answers(port, models.good)
+                agent.reload()
+                assert agent.status == "running"
+        finally:
+            gateway.start(crds)
+    finally:
+        for container in docker_client.containers.list(
+            all=True, filters={"label": "io.edgefleet.workload=classifier"}
+        ):
+            container.remove(force=True)
+        if agent is not None:
+            print(agent.logs(tail=60).decode(errors="replace"))
+            agent.remove(force=True)
+        volume.remove(force=True)
+        crds.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _alive(container) -> None:
+    container.reload()
+    if container.status != "running":
+        raise AssertionError(
+            f"the agent container stopped: {container.logs(tail=40).decode(errors='replace')}"
+        )
