@@ -166,6 +166,7 @@ class FakeGateway:
         self.report_posts = 0
         self.blob_bytes_sent: dict[str, int] = {}
         self.tokens: set[str] = set()
+        self.refuse_serials: set[int] = set()
         self.changed = threading.Condition()
         self.release = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -341,10 +342,14 @@ def _handler(gw: FakeGateway) -> type[BaseHTTPRequestHandler]:
             self._send(status, json.dumps({"error": reason, "message": reason}).encode())
 
         def _authed(self) -> bool:
-            if self.connection.getpeercert():
-                return True
-            self._error(401, "NoClientCertificate")
-            return False
+            peer = self.connection.getpeercert()
+            if not peer:
+                self._error(401, "NoClientCertificate")
+                return False
+            if int(str(peer.get("serialNumber", "0")), 16) in gw.refuse_serials:
+                self._error(401, "CertificateExpired")
+                return False
+            return True
 
         def do_GET(self) -> None:
             if gw.faults.offline:

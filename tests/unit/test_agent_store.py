@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -41,11 +42,11 @@ def test_missing_is_none_and_corrupt_is_an_error(tmp_path: Path) -> None:
         store.read_json(tmp_path / "bad.json")
 
 
-def test_ensure_creates_private_dirs_and_sweeps_leftovers(tmp_path: Path) -> None:
+def test_ensure_creates_private_dirs_and_sweep_removes_leftovers(tmp_path: Path) -> None:
     state = store.StateDir(tmp_path / "s").ensure()
     (state.root / ".tmp-abc").write_text("half")
     (state.reports / ".tmp-def").write_text("half")
-    state.ensure()
+    state.sweep()
     assert not (state.root / ".tmp-abc").exists()
     assert not (state.reports / ".tmp-def").exists()
     assert state.root.stat().st_mode & 0o777 == 0o700
@@ -74,5 +75,16 @@ def test_sigkill_during_writes_always_leaves_a_complete_file(tmp_path: Path) -> 
         doc = store.read_json(target)
         assert doc is not None
         assert doc["payload"] == "x" * (1_000_000 + doc["n"])
-        store.StateDir(tmp_path).ensure()  # the sweep removes a half-written temp file
+        store.StateDir(tmp_path).ensure().sweep()  # the sweep removes a half-written temp file
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_one_agent_per_state_directory(tmp_path: Path) -> None:
+    state = store.StateDir(tmp_path).ensure()
+    fd = state.lock()
+    try:
+        with pytest.raises(store.StoreError, match="another agent"):
+            state.lock()
+    finally:
+        os.close(fd)
+    os.close(state.lock())  # free again once the holder let go

@@ -185,4 +185,4 @@ def _stream(
         return hasher, have
     finally:
         response.close()
-        conn.close()
+        client.done(conn)

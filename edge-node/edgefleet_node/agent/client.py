@@ -85,7 +85,7 @@ class GatewayClient:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._contexts: dict[bool, ssl.SSLContext] = {}
-        self._current: http.client.HTTPSConnection | None = None
+        self._open: set[http.client.HTTPSConnection] = set()
 
     def _context(self, no_time: bool) -> ssl.SSLContext:
         with self._lock:
@@ -120,10 +120,11 @@ class GatewayClient:
 
     def abort(self) -> None:
         """Break the request in flight (shutdown)."""
-        conn = self._current
-        if conn is not None and conn.sock is not None:
-            with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_RDWR)
+        for conn in list(self._open):
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def open(
         self,
@@ -145,21 +146,26 @@ class GatewayClient:
                 timeout=timeout or self._timeout,
                 context=self._context(no_time),
             )
-            self._current = conn
+            self._open.add(conn)
             try:
                 conn.request(method, path, body=body, headers=hdrs)
                 response = conn.getresponse()
             except ssl.SSLCertVerificationError as exc:
-                conn.close()
+                self.done(conn)
                 if not no_time and self._ca is not None and _time_error(exc):
                     continue
                 raise UnreachableError(f"TLS verification of the gateway failed: {exc}") from exc
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
+                self.done(conn)
                 raise UnreachableError(f"{method} {path}: {exc}") from exc
             self._observe_date(response, verified=self._ca is not None)
             return conn, response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def done(self, conn: http.client.HTTPSConnection) -> None:
+        """Close a connection :meth:`open` returned."""
+        self._open.discard(conn)
+        conn.close()
 
     def _observe_date(self, response: http.client.HTTPResponse, *, verified: bool) -> None:
         date = response.getheader("Date")
@@ -192,8 +198,7 @@ class GatewayClient:
             raise UnreachableError(f"{method} {path}: {exc}") from exc
         finally:
             response.close()
-            conn.close()
-            self._current = None
+            self.done(conn)
         if response.status >= 400:
             raise _error(response.status, data)
         headers_out = {k.lower(): v for k, v in response.getheaders()}

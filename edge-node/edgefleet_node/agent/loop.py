@@ -16,6 +16,7 @@ document failed verification, or because the certificate expired.
 
 from __future__ import annotations
 
+import os
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class Agent:
         clock: Clock | None = None,
     ) -> None:
         self.state = state.ensure()
+        self._lock_fd = state.lock()
+        state.sweep()
         self.runtime = runtime
         self.settings = settings or LoopSettings()
         status = store.read_json(state.status) or {}
@@ -187,6 +190,7 @@ class Agent:
             self.reporter.kick()
             thread.join(timeout=30)
             self.reporter.enqueue()
+            os.close(self._lock_fd)
 
     def step(self) -> None:
         """One turn: identity and renewal, a pending activation, one long-poll."""

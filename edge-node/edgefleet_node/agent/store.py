@@ -17,6 +17,7 @@ leftover ``.tmp-*`` files. Layout (``docs/agent.md``)::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -71,7 +72,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 class StateDir:
-    """Paths of the state directory; :meth:`ensure` creates it (0700) and sweeps leftovers."""
+    """Paths of the state directory; :meth:`ensure` creates it (0700)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -85,11 +86,25 @@ class StateDir:
     def ensure(self) -> StateDir:
         for path in (self.root, self.identity, self.blobs, self.reports):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self
+
+    def lock(self) -> int:
+        """Hold the state directory for this process (one agent per state directory);
+        returns the descriptor that holds the lock. Raises :class:`StoreError`."""
+        fd = os.open(self.root / "agent.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"another agent is running on {self.root}") from exc
+        return fd
+
+    def sweep(self) -> None:
+        """Delete temporary files a crash left behind (only while holding the lock)."""
         for directory in (self.root, self.identity, self.reports, self.blobs):
             for leftover in directory.glob(".tmp-*"):
                 with contextlib.suppress(FileNotFoundError):
                     leftover.unlink()
-        return self
 
     def blob(self, digest: str) -> Path:
         return self.blobs / digest.removeprefix("sha256:")

@@ -1,0 +1,204 @@
+"""The agent offline, restarted, renewing, with a wrong clock, with an expired
+certificate: what runs keeps running, nothing reported is lost or duplicated."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgefleet_node.agent import cli, identity, store
+from edgefleet_node.agent import config as cfg
+from edgefleet_node.agent.clock import Clock
+from edgefleet_node.agent.simulated import SimulatedRuntime
+from edgefleet_node.protocol import enroll
+from tests.unit.agent_gateway_fake import FakeGateway
+from tests.unit.agent_helpers import enrolled, running_agent, wait_for
+
+REPO = "edgefleet/models/fleet/m"
+YEARS = 5 * 365 * 86400.0
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> Iterator[FakeGateway]:
+    with FakeGateway(tmp_path) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def state(gw: FakeGateway, tmp_path: Path) -> store.StateDir:
+    return enrolled(gw, tmp_path / "state")
+
+
+def _ready(gw: FakeGateway) -> bool:
+    if not gw.reports:
+        return False
+    newest = gw.reports[max(gw.reports)]
+    return any(c.type == "Ready" and c.status == "True" for c in newest.conditions)
+
+
+def test_offline_keeps_serving_and_every_report_arrives_once(gw, state) -> None:
+    image = gw.add_image(REPO, [4096])
+    gw.publish((image.workload(),))
+    rt = SimulatedRuntime()
+    with running_agent(state, rt) as agent:
+        wait_for("Ready", lambda: _ready(gw))
+        gw.faults.offline = True
+        before = max(gw.reports)
+        wait_for("reports queued offline", lambda: len(agent.queue) >= 5)
+        assert [i.manifest_digest for i in rt.running()] == [image.manifest.digest]
+        wait_for("Offline", lambda: json.loads(state.status.read_text())["connection"] == "Offline")
+        queued_first = agent.queue.batch().reports[0].seq  # type: ignore[union-attr]
+        assert queued_first == before + 1
+        gw.faults.offline = False
+        wait_for("queue drained", lambda: len(agent.queue) == 0 and max(gw.reports) > before + 5)
+    seqs = sorted(gw.reports)
+    assert seqs == list(range(1, seqs[-1] + 1))  # none lost; dict keys: none twice
+    assert all(r.dropped_reports == 0 for r in gw.reports.values())
+
+
+def test_a_restart_adopts_what_runs_without_restarting_it(gw, state, tmp_path) -> None:
+    image = gw.add_image(REPO, [4096])
+    gw.publish((image.workload(),))
+    sim_state = tmp_path / "containers.json"
+    rt = SimulatedRuntime(state_file=sim_state)
+    with running_agent(state, rt):
+        wait_for("Ready", lambda: _ready(gw))
+    (first,) = rt.running()
+    gw.faults.offline = True  # the agent restarts while the gateway is gone
+    rt2 = SimulatedRuntime(state_file=sim_state)
+    with running_agent(state, rt2) as agent:
+        wait_for("adopted", lambda: "model" in agent.activator.current)
+        assert rt2.running() == [first]
+        assert rt2.started == []
+        assert agent.activator.current["model"].instance == first
+
+
+def test_a_crash_mid_update_stops_the_uncommitted_instance(gw, state, tmp_path) -> None:
+    image = gw.add_image(REPO, [4096])
+    gw.publish((image.workload(),))
+    sim_state = tmp_path / "containers.json"
+    rt = SimulatedRuntime(state_file=sim_state)
+    with running_agent(state, rt):
+        wait_for("Ready", lambda: _ready(gw))
+    (first,) = rt.running()
+    stray = rt.start(image.workload(), {})  # started, never committed, then the agent died
+    rt2 = SimulatedRuntime(state_file=sim_state)
+    with running_agent(state, rt2):
+        wait_for("the stray one stopped", lambda: rt2.running() == [first])
+    assert stray not in rt2.running()
+
+
+def test_certificate_renewed_before_expiry_and_used_without_restart(gw, state) -> None:
+    doc = json.loads((state.identity / "identity.json").read_text())
+    old_serial = doc["serial"]
+    doc["renewAt"] = time.time() - 1
+    store.write_json(state.identity / "identity.json", doc, 0o600)
+    image = gw.add_image(REPO, [4096])
+    gw.publish((image.workload(),))
+    with running_agent(state) as agent:
+        wait_for("renewed", lambda: identity.load(state).serial != old_serial)
+        new = identity.load(state)
+        assert new.renew_at > time.time()
+        gw.publish((image.workload(version="2"),))
+        wait_for("still talking", lambda: agent.activator.version == gw.version)
+    assert (state.identity / "client.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_device_clock_in_the_future_uses_gateway_time(gw, state) -> None:
+    image = gw.add_image(REPO, [4096])
+    gw.publish((image.workload(),))  # expires in 24 h, long before the device's "now"
+    clock = Clock(wall=lambda: time.time() + YEARS)
+    rt = SimulatedRuntime()
+    with running_agent(state, rt, clock=clock):
+        wait_for("Ready", lambda: _ready(gw))
+    newest = gw.reports[max(gw.reports)]
+    skew = [c for c in newest.conditions if c.type == "ClockSkew"]
+    assert skew[0].status == "True"
+    assert abs(clock.offset + YEARS) < 60
+    assert json.loads(state.status.read_text())["clockOffset"] == pytest.approx(-YEARS, abs=60)
+
+
+def test_without_gateway_time_a_future_clock_would_refuse(gw, state) -> None:
+    """The control for the test above: the same document, no Date correction."""
+    from edgefleet_node.protocol import desired, dsse
+
+    image = gw.add_image(REPO, [4096])
+    doc = gw.publish((image.workload(),))
+    keys = dsse.TrustedKeys.from_pems(identity.load(state).trust.signing_keys)
+    future = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=YEARS)
+    with pytest.raises(desired.DocumentRejectedError, match="expired"):
+        desired.accept(
+            doc.sign([gw.doc_key]), keys, namespace="fleet", device="dev-1", held=None, now=future
+        )
+
+
+def test_device_clock_in_the_past_still_verifies_the_pinned_gateway(tmp_path: Path) -> None:
+    """A gateway certificate valid only from tomorrow is what a device whose clock is a
+    day behind sees: the chain to the pinned CA and the name are still checked."""
+    tomorrow = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    with FakeGateway(tmp_path, server_not_before=tomorrow) as gw:
+        state = enrolled(gw, tmp_path / "state")
+        image = gw.add_image(REPO, [4096])
+        gw.publish((image.workload(),))
+        with running_agent(state):
+            wait_for("Ready", lambda: _ready(gw))
+    (tmp_path / "other").mkdir()
+    with FakeGateway(tmp_path / "other", server_not_before=tomorrow) as impostor:
+        code = cli.main(
+            [
+                "--state-dir",
+                str(tmp_path / "s2"),
+                "enroll",
+                "--gateway",
+                impostor.url,
+                "--token",
+                gw_token_for(impostor, gw),
+            ]
+        )
+    assert code == cli.EXIT_REFUSED  # its CA does not match the pin in the token
+
+
+def gw_token_for(impostor: FakeGateway, real: FakeGateway) -> str:
+    """A token pinning the real gateway's CA, used against the impostor."""
+    token = enroll.BootstrapToken.parse(impostor.token())
+    return str(
+        enroll.BootstrapToken(
+            token.namespace,
+            token.device,
+            token.token_id,
+            token.secret,
+            enroll.ca_hash(real.ca_cert),
+        )
+    )
+
+
+def test_an_expired_certificate_says_how_back_and_reenrolment_keeps_the_workload(gw, state) -> None:
+    image = gw.add_image(REPO, [4096])
+    gw.publish((image.workload(),))
+    rt = SimulatedRuntime()
+    with running_agent(state, rt):
+        wait_for("Ready", lambda: _ready(gw))
+        (first,) = rt.running()
+        # The certificate expired while offline: the gateway refuses it.
+        gw.refuse_serials.add(identity.load(state).serial)
+        wait_for(
+            "CertificateExpired",
+            lambda: json.loads(state.status.read_text())["connection"] == "CertificateExpired",
+        )
+        shown = cli.status(cfg.Config(state_dir=state.root))
+        assert "edgefleet-node enroll" in shown["hint"]
+        assert rt.running() == [first]
+        # The way back: a new token, enrol again while the agent runs.
+        cli.enroll_device(
+            cfg.Config(state_dir=state.root, platform="linux/amd64"),
+            gw.url,
+            enroll.BootstrapToken.parse(gw.token()),
+        )
+        wait_for("Online", lambda: json.loads(state.status.read_text())["connection"] == "Online")
+        assert rt.running() == [first]
+        assert rt.started == [first]
