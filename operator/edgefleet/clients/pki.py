@@ -175,7 +175,7 @@ def _serving_object(namespace: str, pair: KeyPair, old: StoredObject | None) -> 
 def _reissue_reason(
     pair: KeyPair, names: Sequence[str], gateway_ca: CaSet, now: datetime.datetime
 ) -> str | None:
-    if not any(pair.cert.issuer == ca.subject for ca in gateway_ca.trusted):
+    if not any(pki.issued_by(pair.cert, ca) for ca in gateway_ca.trusted):
         return "not issued by a trusted gateway CA"
     if names and not pki.covers(pair.cert, names):
         return "not valid for every name in EDGEFLEET_GATEWAY_NAMES"
@@ -308,7 +308,7 @@ class GatewayPki:
     def serving_ca_hash(self) -> str:
         """The pin a bootstrap token carries: the CA that issued the serving certificate."""
         for ca in self.gateway_ca.trusted:
-            if ca.subject == self.serving.cert.issuer:
+            if pki.issued_by(self.serving.cert, ca):
                 return enroll.ca_hash(ca)
         return enroll.ca_hash(self.gateway_ca.current.cert)
 
@@ -393,7 +393,7 @@ def gateway_pin(api: Any, namespace: str) -> str:
         except ValueError as exc:
             raise PkiError(f"{stored.where} tls.crt is not a PEM certificate: {exc}") from exc
         for ca in gateway_ca.trusted:
-            if ca.subject == serving.issuer:
+            if pki.issued_by(serving, ca):
                 return enroll.ca_hash(ca)
     return enroll.ca_hash(gateway_ca.current.cert)
 

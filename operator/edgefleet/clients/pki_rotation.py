@@ -112,7 +112,7 @@ def _reissue_serving(
         return "no serving certificate yet; the gateway issues one from the new CA"
     cert = x509.load_pem_x509_certificates(stored.need("tls.crt"))[0]
     if not stored.generated:
-        if cert.issuer == ca.cert.subject:
+        if pki.issued_by(cert, ca.cert):
             return "the supplied serving certificate is already issued by the new CA"
         raise RotationError(
             f"{stored.where} was supplied by you and is not issued by the new gateway CA: "

@@ -44,6 +44,7 @@ __all__ = [
     "generate_key",
     "issue_device_cert",
     "issue_server_cert",
+    "issued_by",
     "key_pem",
     "load_cert_bundle",
     "load_keypair",
@@ -134,12 +135,14 @@ def make_ca(
     lifetime: datetime.timedelta = CA_LIFETIME,
     now: datetime.datetime | None = None,
 ) -> KeyPair:
-    """A new self-signed P-256 CA that may issue leaf certificates only."""
+    """A new self-signed P-256 CA that may issue leaf certificates only. Its common name
+    ends with part of its serial, so the CAs of a rotation never share a subject."""
     key = generate_key()
     moment = _now(now)
+    serial = x509.random_serial_number()
     name = x509.Name(
         [
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name} {format(serial, 'x')[:8]}"),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "edgefleet"),
         ]
     )
@@ -148,7 +151,7 @@ def make_ca(
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial)
         .not_valid_before(moment - _BACKDATE)
         .not_valid_after(moment + lifetime)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -359,6 +362,17 @@ def load_cert_bundle(
     return usable, expired
 
 
+def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether ``ca`` signed ``cert`` (subject match and a signature that verifies)."""
+    if ca.subject != cert.issuer:
+        return False
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def verify_client_cert(
     cert: x509.Certificate,
     trusted_cas: Sequence[x509.Certificate],
@@ -369,15 +383,7 @@ def verify_client_cert(
     valid now, for client authentication; raise :class:`PkiError` otherwise."""
     moment = _now(now)
     _check_validity(cert, "the client certificate", moment)
-    for ca in trusted_cas:
-        if ca.subject != cert.issuer:
-            continue
-        try:
-            cert.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature):
-            continue
-        break
-    else:
+    if not any(issued_by(cert, ca) for ca in trusted_cas):
         raise PkiError("the client certificate was not issued by a trusted device CA")
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
