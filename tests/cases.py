@@ -40,6 +40,8 @@ class Case:
     kind: str
     breaks: Callable[[dict[str, Any]], None]
     mentions: str
+    #: What pydantic's error must mention too (the rule's words), where checked.
+    model_mentions: str | None = None
 
     def build(self) -> dict[str, Any]:
         obj = example(self.kind)
@@ -194,6 +196,101 @@ CASES: tuple[Case, ...] = (
     ),
     Case("rollout-priority-negative", R, _set("spec.priority", -1), "spec.priority"),
     Case("rollout-model-missing", R, _delete("spec.model"), "spec.model"),
+    # -- objects the API accepted before though no controller could ever satisfy them --
+    Case(
+        "model-probe-values-do-not-fill-shape",
+        M,
+        _set("spec.probe.values", [0.1, 0.2, 0.3]),
+        "spec.probe.values",
+        "values must fill shape",
+    ),
+    Case(
+        "model-probe-shape-larger-than-values",
+        M,
+        _set("spec.probe.shape", [2, 4]),
+        "spec.probe.values",
+        "values must fill shape",
+    ),
+    Case(
+        "model-optimization-for-untargeted-platform",
+        M,
+        _set("spec.platforms", ["linux/arm64"]),
+        "spec.optimizations",
+        "must be one of spec.platforms",
+    ),
+    Case(
+        "model-host-devices-repeat",
+        M,
+        _set("spec.hostDevices", ["/dev/video0", "/dev/video0"]),
+        "spec.hostDevices",
+        "hostDevices must not repeat",
+    ),
+    Case(
+        "rollout-selector-label-key-invalid",
+        R,
+        _set("spec.selector", {"matchLabels": {"site name": "berlin"}}),
+        "spec.selector.matchLabels",
+        "valid label keys and values",
+    ),
+    Case(
+        "rollout-selector-label-value-invalid",
+        R,
+        _set("spec.selector", {"matchLabels": {"edgefleet.io/site": "berlin/mitte"}}),
+        "spec.selector.matchLabels",
+        "valid label keys and values",
+    ),
+    Case(
+        "rollout-selector-expression-key-invalid",
+        R,
+        _set("spec.selector", {"matchExpressions": [{"key": "-site", "operator": "Exists"}]}),
+        "spec.selector.matchExpressions[0].key",
+        "valid label key",
+    ),
+    Case(
+        "rollout-selector-expression-value-invalid",
+        R,
+        _set(
+            "spec.selector",
+            {"matchExpressions": [{"key": "site", "operator": "In", "values": ["a b"]}]},
+        ),
+        "spec.selector.matchExpressions[0].values",
+        "label value",
+    ),
+    Case(
+        "rollout-label-prefix-too-long",
+        R,
+        _set("spec.selector", {"matchLabels": {("a" * 254) + "/site": "berlin"}}),
+        "spec.selector.matchLabels",
+        "valid label keys and values",
+    ),
+    Case(
+        "rollout-max-unavailable-zero",
+        R,
+        _set("spec.maxUnavailable", "0"),
+        "spec.maxUnavailable",
+        "no device could ever update",
+    ),
+    Case(
+        "rollout-max-unavailable-zero-percent",
+        R,
+        _set("spec.maxUnavailable", "0%"),
+        "spec.maxUnavailable",
+        "no device could ever update",
+    ),
+    Case(
+        "rollout-deadline-shorter-than-health-gate",
+        R,
+        _set("spec.progressDeadline", "30s"),
+        "spec.progressDeadline",
+        "longer than healthGate.minHealthyDuration",
+    ),
+    Case(
+        "rollout-version-not-a-model-version",
+        R,
+        _set("spec.model.version", "1.0 beta"),
+        "spec.model.version",
+        "spec.model.version",
+    ),
     Case(
         "rollout-unknown-field-in-step",
         R,

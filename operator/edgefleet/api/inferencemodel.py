@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field
@@ -141,8 +142,28 @@ class AppliedOptimization(ApiModel):
     """Optimised ÷ original median probe latency, measured on the build host."""
 
 
+def _product(expr: str, dims: int) -> str:
+    return " * ".join(f"(size({expr}) > {i} ? {expr}[{i}] : 1)" for i in range(dims))
+
+
+_PROBE_DIMS = 8
+_PROBE_FILLS_SHAPE = f"size(self.values) == {_product('self.shape', _PROBE_DIMS)}"
+
+
 class Probe(ApiModel):
     """A real inference the device runs before it calls the model healthy."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    _PROBE_FILLS_SHAPE,
+                    "values must fill shape: as many values as the product of the shape",
+                    field_path=".values",
+                )
+            ]
+        }
+    )
 
     input_name: str = Field(min_length=1, max_length=128)
     """Name of the model input the sample goes to."""
@@ -157,9 +178,30 @@ class Probe(ApiModel):
     tolerance: float = Field(default=1e-3, ge=0, le=1e6)
     """Largest absolute difference per element that still counts as correct."""
 
+    def model_post_init(self, context: Any, /) -> None:
+        cells = math.prod(self.shape)
+        if len(self.values) != cells:
+            raise ValueError(
+                f"values must fill shape: shape {self.shape} needs {cells} values,"
+                f" got {len(self.values)}"
+            )
+
 
 class InferenceModelSpec(ApiModel):
     """What to build: one model at one version for a set of platforms."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.optimizations) || self.optimizations.all(o,"
+                    " o.platforms.all(p, p in self.platforms))",
+                    "every platform of an optimization must be one of spec.platforms",
+                    field_path=".optimizations",
+                )
+            ]
+        }
+    )
 
     version: str = Field(max_length=64, pattern=VERSION_PATTERN)
     """Version of the model, e.g. 1.4.0 or 2026-11-23; part of the image tag."""
@@ -179,9 +221,23 @@ class InferenceModelSpec(ApiModel):
     """Configuration values for every device running this model (lowest precedence)."""
     host_devices: list[
         Annotated[str, Field(max_length=128, pattern=r"^/dev/[A-Za-z0-9/_.-]+$")]
-    ] = Field(default_factory=list, max_length=16)
+    ] = Field(
+        default_factory=list, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
     """Host devices the model needs (a camera such as /dev/video0, a GPU node); the agent
     maps them into the container and reports a condition when the device lacks one."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        if len(set(self.host_devices)) != len(self.host_devices):
+            raise ValueError("hostDevices must not repeat")
+        targets = set(self.platforms)
+        for optimization in self.optimizations:
+            stray = [p for p in optimization.platforms if p not in targets]
+            if stray:
+                raise ValueError(
+                    "every platform of an optimization must be one of spec.platforms;"
+                    f" {', '.join(stray)} is not"
+                )
 
 
 class BuiltImage(ApiModel):

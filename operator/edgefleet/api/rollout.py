@@ -8,11 +8,14 @@ The kind is ``Rollout`` in group ``edgefleet.io``; Argo Rollouts also has a kind
 from __future__ import annotations
 
 import itertools
+import re
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from edgefleet.api.edgedevice import WorkloadProbe
+from edgefleet.api.inferencemodel import VERSION_PATTERN
 from edgefleet.api.meta import (
     API_VERSION,
     ApiModel,
@@ -51,8 +54,8 @@ class ModelRef(ApiModel):
 
     name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     """InferenceModel name."""
-    version: str = Field(min_length=1, max_length=64)
-    """Version that must match the InferenceModel's spec.version."""
+    version: str = Field(min_length=1, max_length=64, pattern=VERSION_PATTERN)
+    """Version that must match the InferenceModel's spec.version (same syntax)."""
 
 
 class Pause(ApiModel):
@@ -122,8 +125,48 @@ class HealthGate(ApiModel):
     """Optional limit on the p95 inference latency the device reports."""
 
 
+_ZERO = r"^0+%?$"
+_ZERO_MESSAGE = "maxUnavailable must be at least 1 or 1%: with 0 no device could ever update"
+
+
+def _lets_devices_update(value: str) -> str:
+    if re.fullmatch(_ZERO, value):
+        raise ValueError(_ZERO_MESSAGE)
+    return value
+
+
+_DEADLINE_AFTER_GATE = (
+    "duration(has(self.healthGate) && has(self.healthGate.minHealthyDuration)"
+    " ? self.healthGate.minHealthyDuration : '30s')"
+    " < duration(has(self.progressDeadline) ? self.progressDeadline : '15m')"
+)
+_UNIT = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
+
+
+def _exact_seconds(duration: str) -> Decimal:
+    """Seconds in a (pattern-checked) duration, exactly, as CEL's duration() sees them."""
+    return sum(
+        (Decimal(n) * _UNIT[u] for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", duration)),
+        Decimal(0),
+    )
+
+
+_DEADLINE_MESSAGE = (
+    "progressDeadline must be longer than healthGate.minHealthyDuration,"
+    " or no step could ever finish before its deadline"
+)
+
+
 class RolloutSpec(ApiModel):
     """What to roll out, where, and how carefully."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(_DEADLINE_AFTER_GATE, _DEADLINE_MESSAGE, field_path=".progressDeadline")
+            ]
+        }
+    )
 
     model: ModelRef
     """The model and version to roll out."""
@@ -131,7 +174,16 @@ class RolloutSpec(ApiModel):
     """Which EdgeDevices (in this namespace) take part; must not be empty."""
     canary: CanaryStrategy | None = None
     """Canary steps; without them all selected devices update, maxUnavailable at a time."""
-    max_unavailable: Annotated[str, Field(pattern=INT_OR_PERCENT)] = "25%"
+    max_unavailable: Annotated[
+        str,
+        Field(
+            pattern=INT_OR_PERCENT,
+            json_schema_extra={
+                "x-kubernetes-validations": [cel(f"!self.matches('{_ZERO}')", _ZERO_MESSAGE)]
+            },
+        ),
+        AfterValidator(_lets_devices_update),
+    ] = "25%"
     """Devices that may be updating at once: a count or a percentage."""
     failure_threshold: Annotated[str, Field(pattern=INT_OR_PERCENT)] = "10%"
     """Failed devices that abort and roll back: a count, or a percentage of those updated."""
@@ -151,6 +203,11 @@ class RolloutSpec(ApiModel):
     """Configuration overrides for this rollout (over the model's, under the device's)."""
     group: DnsLabel | None = None
     """Optional label for grouping rollouts in dashboards."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        gate = _exact_seconds(self.health_gate.min_healthy_duration)
+        if not gate < _exact_seconds(self.progress_deadline):
+            raise ValueError(_DEADLINE_MESSAGE)
 
 
 RolloutPhase = Literal["Pending", "Progressing", "Paused", "Completed", "Aborted", "Failed"]
