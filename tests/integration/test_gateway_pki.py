@@ -34,7 +34,7 @@ NAMES = ["gw.edgefleet.test", "127.0.0.1"]
 
 @pytest.fixture
 def core(crds):
-    api = config.new_client_from_config(config_file=str(crds.kubeconfig))
+    api = config.new_client_from_config(config_file=str(crds.kubeconfig))  # type: ignore[no-untyped-call]
     try:
         yield client.CoreV1Api(api)
     finally:
@@ -305,7 +305,8 @@ def test_a_device_keeps_working_across_every_rotation(core, gateway_ns, crds):
     laggard = Device.__new__(Device)
     laggard.__dict__.update(device.__dict__)  # never polls again: holds only the old CA
     device.poll(gw)
-    assert len(device.gateway_cas) == 2
+    assert device.gateway_cas == gw.trust_bundle().gateway_cas
+    assert len(gw.gateway_ca.trusted) == 2
     assert device.connect(tls) == ("plant", "cam-1")
     assert "serving certificate re-issued" in _rotate(
         crds, gateway_ns, "gateway-ca", "--finish", "--force"
@@ -317,7 +318,8 @@ def test_a_device_keeps_working_across_every_rotation(core, gateway_ns, crds):
     with pytest.raises(ssl.SSLError):
         laggard.connect(tls)  # why the overlap matters: it missed the new CA
     device.poll(gw)
-    assert len(device.gateway_cas) == 1
+    assert device.gateway_cas == gw.trust_bundle().gateway_cas
+    assert len(gw.gateway_ca.trusted) == 1
 
     # Document key: both keys sign during the overlap, then only the new one.
     old_doc_key = gw.document_keys[0]

@@ -25,7 +25,7 @@ PIN = "ab" * 32
 
 @pytest.fixture
 def api(crds):
-    api = config.new_client_from_config(config_file=str(crds.kubeconfig))
+    api = config.new_client_from_config(config_file=str(crds.kubeconfig))  # type: ignore[no-untyped-call]
     try:
         yield api
     finally:
@@ -47,7 +47,7 @@ def _device(api, namespace: str, name: str) -> None:
     )
 
 
-def _token_secrets(api, namespace: str) -> list:
+def _token_secrets(api, namespace: str) -> list[client.V1Secret]:
     return client.CoreV1Api(api).list_namespaced_secret(namespace).items
 
 
@@ -67,7 +67,7 @@ def test_stored_as_hash_and_single_use(api, namespace):
     )
     (secret,) = _token_secrets(api, namespace)
     assert secret.type == tokens.SECRET_TYPE
-    data = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
     assert data == {
         "secretHash": token.secret_hash(),
         "namespace": namespace,
@@ -99,7 +99,7 @@ def test_concurrent_redemptions_have_exactly_one_winner(api, namespace, crds):
     lock = threading.Lock()
 
     def attempt() -> None:
-        with config.new_client_from_config(config_file=str(crds.kubeconfig)) as a:
+        with config.new_client_from_config(config_file=str(crds.kubeconfig)) as a:  # type: ignore[no-untyped-call]
             try:
                 tokens.redeem(client.CoreV1Api(a), namespace, token)
                 result = "won"
