@@ -1,0 +1,284 @@
+"""The agent against the real gateway, API server and TLS registry (simulated runtime:
+the Docker runtime has its own tests): enrol with a token, pull a signed image through
+the gateway's /v2/, report Ready with the digest on the EdgeDevice; the gateway killed
+(SIGKILL) mid-download and the download resumed; the gateway gone for a while and
+every report delivered after reconnect, none lost or twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from edgefleet.clients.signingkey import ensure_signing_key
+from edgefleet.testing.gatewayrun import GatewayReplica, loopback_config
+from edgefleet.testing.procs import free_port, wait_until
+from edgefleet.testing.tinyimage import PushedImage, push_image
+from edgefleet_node.agent import activate, cli, store
+from edgefleet_node.agent import config as agent_config
+from edgefleet_node.agent.loop import Agent, LoopSettings
+from edgefleet_node.agent.simulated import SimulatedRuntime
+from edgefleet_node.protocol import enroll
+from tests.integration.gateway_fixtures import GW_NS, Fleet
+
+PLATFORM = "linux/amd64"
+SETTINGS = LoopSettings(
+    poll_wait=5,
+    report_interval=1.0,
+    backoff_base=0.2,
+    backoff_cap=2.0,
+    activation=activate.Settings(stall_timeout=10, probe_timeout=10, disk_reserve=0),
+)
+
+
+@pytest.fixture(scope="module")
+def signing_key(crds, gateway_namespace):
+    api = config.new_client_from_config(config_file=str(crds.kubeconfig))
+    return ensure_signing_key(client.CoreV1Api(api), GW_NS, "edgefleet-signing-key")
+
+
+def _gateway_config(registry, port: int) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(
+        loopback_config(GW_NS, "gw-agent"),
+        port=port,
+        registry_url=registry.url,
+        registry_ca=str(registry.ca_path),
+    )
+
+
+@pytest.fixture
+def gateway(crds, gateway_namespace, registry) -> Iterator[GatewayReplica]:
+    cfg = _gateway_config(registry, free_port())
+    with GatewayReplica(cfg, crds.kubeconfig) as gw:
+        yield gw
+
+
+@pytest.fixture
+def fleet(crds, gateway) -> Iterator[Fleet]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    crds.kubectl("create", "namespace", name)
+    made = Fleet(crds, name, gateway)
+    try:
+        yield made
+    finally:
+        made.close()
+        crds.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _set_desired(
+    fleet: Fleet, device: str, revision: int, image: PushedImage, model: str, version: str
+) -> None:
+    body = {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "EdgeDevice",
+        "metadata": {"name": device, "namespace": fleet.namespace},
+        "status": {
+            "desiredRevision": revision,
+            "desired": [
+                {
+                    "model": model,
+                    "version": version,
+                    "repository": image.repository,
+                    "indexDigest": image.index_digest,
+                    "imageDigest": image.manifests[PLATFORM],
+                    "config": {"THRESHOLD": "0.5"},
+                }
+            ],
+        },
+    }
+    fleet.cp.kubectl(
+        "apply",
+        "--server-side",
+        "--subresource=status",
+        "--field-manager=edgefleet-rollouts",
+        "-f",
+        "-",
+        input_text=json.dumps(body),
+    )
+
+
+class _Running:
+    def __init__(self, state: store.StateDir, runtime: SimulatedRuntime) -> None:
+        self.agent = Agent(state, runtime, SETTINGS)
+        self.thread = threading.Thread(target=self.agent.run, daemon=True)
+
+    def __enter__(self) -> Agent:
+        self.thread.start()
+        return self.agent
+
+    def __exit__(self, *exc: object) -> None:
+        self.agent.stop()
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive()
+
+
+def _enrol(fleet: Fleet, device: str, url: str, root: Path) -> store.StateDir:
+    fleet.device(device, PLATFORM)
+    conf = agent_config.Config(state_dir=root, platform=PLATFORM)
+    cli.enroll_device(conf, url, enroll.BootstrapToken.parse(fleet.token(device)))
+    return store.StateDir(root)
+
+
+def _current(fleet: Fleet, device: str) -> list[dict[str, Any]]:
+    return (fleet.get(device).get("status") or {}).get("current") or []
+
+
+def test_enrol_pull_through_the_gateway_and_report_ready(
+    fleet, gateway, registry_client, signing_key, tmp_path
+) -> None:
+    image = push_image(
+        registry_client,
+        f"edgefleet/models/{fleet.namespace}/cam",
+        signing_key,
+        platforms=(PLATFORM,),
+    )
+    state = _enrol(fleet, "dev-1", f"https://127.0.0.1:{gateway.port}", tmp_path / "s")
+    fleet.wait_condition("dev-1", "Enrolled", "True")
+    _set_desired(fleet, "dev-1", 1, image, "cam", "1.0.0")
+    rt = SimulatedRuntime()
+    with _Running(state, rt):
+        fleet.wait_condition("dev-1", "Ready", "True", timeout=60)
+    (current,) = _current(fleet, "dev-1")
+    assert current["imageDigest"] == image.manifests[PLATFORM]
+    assert [i.manifest_digest for i in rt.running()] == [image.manifests[PLATFORM]]
+    assert rt.config_of(rt.running()[0]) == {"THRESHOLD": "0.5"}
+    for digest in image.blobs[PLATFORM]:
+        assert state.blob(digest).exists()
+
+
+def test_reports_made_while_the_gateway_is_gone_all_arrive_once(
+    crds, fleet, gateway, registry, registry_client, signing_key, tmp_path
+) -> None:
+    image = push_image(
+        registry_client,
+        f"edgefleet/models/{fleet.namespace}/cam",
+        signing_key,
+        platforms=(PLATFORM,),
+    )
+    state = _enrol(fleet, "dev-2", f"https://127.0.0.1:{gateway.port}", tmp_path / "s")
+    _set_desired(fleet, "dev-2", 1, image, "cam", "1.0.0")
+    rt = SimulatedRuntime()
+    with _Running(state, rt) as agent:
+        fleet.wait_condition("dev-2", "Ready", "True", timeout=60)
+        gateway.stop()
+        wait_until(lambda: len(agent.queue) >= 4, timeout=60, what="reports queued offline")
+        assert [i.manifest_digest for i in rt.running()] == [image.manifests[PLATFORM]]
+        last = agent.queue.next_seq() - 1
+        with GatewayReplica(gateway.cfg, crds.kubeconfig):
+            wait_until(
+                lambda: len(agent.queue) == 0 or agent.reporter.acked >= last,
+                timeout=60,
+                what="queue replayed",
+            )
+            wait_until(
+                lambda: (fleet.get("dev-2").get("status") or {}).get("reportSeq", 0) >= last,
+                timeout=30,
+                what="reportSeq on the EdgeDevice",
+            )
+        assert agent.reporter.acked >= last
+    assert rt.started == rt.running()  # never restarted while offline
+
+
+_GATEWAY = """
+import asyncio, functools, sys
+from kubernetes import client, config
+from edgefleet.clients import pki, tokens
+from edgefleet.clients.kube import KubeClient
+from edgefleet.gateway.config import GatewayConfig
+from edgefleet.gateway.server import serve
+from edgefleet.testing.gatewayrun import loopback_config
+import dataclasses
+ns, port, kubeconfig, registry, ca = sys.argv[1:6]
+cfg = dataclasses.replace(loopback_config(ns, "gw-kill"), port=int(port),
+                          registry_url=registry, registry_ca=ca)
+api = config.new_client_from_config(config_file=kubeconfig)
+load = functools.partial(pki.load_or_create, api, ns, cfg.names,
+                         device_cert_lifetime=cfg.cert_lifetime)
+redeem = functools.partial(tokens.redeem, client.CoreV1Api(api), ns)
+asyncio.run(serve(cfg, kube=KubeClient.from_environment(kubeconfig), load_pki=load,
+                  redeem=redeem, started=lambda gw: print("serving", flush=True)))
+"""
+
+
+def _spawn_gateway(crds, registry, port: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _GATEWAY,
+            GW_NS,
+            str(port),
+            str(crds.kubeconfig),
+            registry.url,
+            str(registry.ca_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("serving"):
+            return proc
+    proc.wait(timeout=10)
+    raise RuntimeError(f"the gateway exited with {proc.returncode}")
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def test_gateway_killed_mid_download_resumes_without_refetching(
+    crds, fleet, gateway, registry, registry_client, signing_key, tmp_path
+) -> None:
+    size = 96 * 1024 * 1024
+    image = push_image(
+        registry_client,
+        f"edgefleet/models/{fleet.namespace}/big",
+        signing_key,
+        platforms=(PLATFORM,),
+        big_layer_bytes=size,
+    )
+    port = free_port()
+    proc = _spawn_gateway(crds, registry, port)
+    try:
+        state = _enrol(fleet, "dev-3", f"https://127.0.0.1:{port}", tmp_path / "s")
+        _set_desired(fleet, "dev-3", 1, image, "big", "1.0.0")
+        big = state.blob(image.big_layer or "")
+        partial = big.with_name(big.name + ".partial")
+        rt = SimulatedRuntime()
+        with _Running(state, rt) as agent:
+            wait_until(
+                lambda: partial.exists() and partial.stat().st_size > 8 * 1024 * 1024,
+                timeout=60,
+                what="download under way",
+                interval=0.005,
+            )
+            _kill(proc)
+            at_kill = partial.stat().st_size
+            assert at_kill < size, "the download finished before the kill"
+            proc = _spawn_gateway(crds, registry, port)
+            fleet.wait_condition("dev-3", "Ready", "True", timeout=120)
+            resumed = agent.activator.timings.bytes_received
+        assert big.exists()
+        blobs = sum(os.path.getsize(state.blob(d)) for d in image.blobs[PLATFORM])
+        # The second attempt fetched only what the first had not stored.
+        assert resumed <= blobs - at_kill
+        assert [i.manifest_digest for i in rt.running()] == [image.manifests[PLATFORM]]
+    finally:
+        if proc.poll() is None:
+            _kill(proc)
