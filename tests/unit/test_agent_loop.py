@@ -176,3 +176,18 @@ def test_an_empty_document_stops_what_runs(gw, state) -> None:
         gw.publish(())
         wait_for("nothing runs", lambda: _running(rt) == {})
         wait_for("Ready", lambda: _condition(gw, "Ready") == ("True", "NothingToRun"))
+
+
+def test_a_workload_that_exits_is_started_again(gw, state) -> None:
+    image = gw.add_image(REPO, [4096])
+    gw.publish((image.workload(),))
+    rt = SimulatedRuntime()
+    with running_agent(state, rt) as agent:
+        wait_for("v1", lambda: _running(rt) == {"model": image.manifest.digest})
+        (first,) = rt.running()
+        rt.stop(first)  # the container died behind the agent's back
+        wait_for("restarted", lambda: _running(rt) == {"model": image.manifest.digest})
+        (second,) = rt.running()
+        assert second.id != first.id
+        assert agent.activator.current["model"].instance == second
+        wait_for("Ready", lambda: _condition(gw, "Ready") == ("True", "WorkloadsHealthy"))

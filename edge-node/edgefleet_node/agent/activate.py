@@ -128,6 +128,29 @@ class Activator:
                 self.runtime.stop(inst)  # a crash mid-update left a second one
         return [c.instance for c in self.current.values() if c.instance.id not in running]
 
+    def heal(self) -> list[str]:
+        """Start again, from the image already prepared, each committed workload that
+        no longer runs (it exited or was removed); the names that run again."""
+        running = {i.id for i in self.runtime.running()}
+        healed = []
+        for name, cur in list(self.current.items()):
+            if cur.instance.id in running:
+                continue
+            try:
+                inst = self.runtime.start(cur.workload, cur.workload.config)
+                deadline = time.monotonic() + self.settings.probe_timeout
+                result = self.runtime.probe(inst, cur.workload.probe, deadline)
+            except RuntimeFailure:
+                continue
+            if not result.healthy:
+                self.runtime.stop(inst)
+                continue
+            self.current[name] = Current(cur.workload, inst)
+            healed.append(name)
+        if healed:
+            self._commit()
+        return healed
+
     # -- activation --------------------------------------------------------------
     def changed(self, doc: DesiredState) -> list[Workload]:
         out = []

@@ -16,12 +16,14 @@ document failed verification, or because the certificate expired.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 
-from edgefleet_node.agent import activate, facts, identity, store
+from edgefleet_node.agent import activate, identity, log, snapshot, store
 from edgefleet_node.agent.client import GatewayClient, GatewayError, UnreachableError
 from edgefleet_node.agent.clock import SKEW_TOLERANCE, Clock
 from edgefleet_node.agent.reporter import Backoff, Reporter
@@ -29,7 +31,6 @@ from edgefleet_node.agent.reports import ReportQueue
 from edgefleet_node.agent.runtime import Runtime
 from edgefleet_node.protocol import desired as proto_desired
 from edgefleet_node.protocol import dsse, enroll, wire
-from edgefleet_node.protocol import report as proto_report
 
 __all__ = ["Agent", "LoopSettings"]
 
@@ -69,7 +70,7 @@ class Agent:
             self.queue,
             self.identity.instance_id,
             self.clock,
-            self._snapshot,
+            functools.partial(snapshot.take, self),
             interval=self.settings.report_interval,
         )
         self.reporter.use(self.client)
@@ -79,6 +80,9 @@ class Agent:
         self._retry_at: float | None = None
         self._identity_stamp = self._stamp()
         self._stop = threading.Event()
+        self._next_heal = 0.0
+        self.log = log.get()
+        self._where = {"namespace": self.identity.namespace, "device": self.identity.device}
 
     # -- setup ---------------------------------------------------------------------
     def _client(self) -> GatewayClient:
@@ -99,69 +103,6 @@ class Agent:
             return proto_desired.DesiredState.from_bytes(body)
         except (FileNotFoundError, wire.ProtocolError):
             return None
-
-    def _snapshot(
-        self,
-    ) -> tuple[int | None, tuple[proto_report.WorkloadStatus, ...], proto_report.Facts]:
-        running = {i.id for i in self.runtime.running()}
-        workloads = []
-        for cur in self.activator.current.values():
-            healthy = cur.instance.id in running
-            metrics = (
-                self.runtime.metrics(cur.instance) if healthy else proto_report.WorkloadMetrics()
-            )
-            workloads.append(
-                proto_report.WorkloadStatus(
-                    cur.workload.name,
-                    cur.workload.version,
-                    cur.instance.manifest_digest,
-                    "Healthy" if healthy else "Unhealthy",
-                    cur.instance.config_version,
-                    metrics,
-                )
-            )
-        ready = bool(workloads) and all(w.health == "Healthy" for w in workloads)
-        in_sync = self.held is None or self.activator.version == self.held.version
-        if self.held is not None and not self.held.workloads and in_sync:
-            self.reporter.set_condition("Ready", "True", "NothingToRun", "no workloads desired")
-        elif ready and in_sync:
-            self.reporter.set_condition(
-                "Ready", "True", "WorkloadsHealthy", f"{len(workloads)} workload(s) healthy"
-            )
-        elif not in_sync:
-            self.reporter.set_condition(
-                "Ready",
-                "False",
-                "Updating",
-                f"activating desired version {self.held.version}" if self.held else "",
-            )
-        else:
-            self.reporter.set_condition(
-                "Ready", "False", "WorkloadUnhealthy", "a workload is not running"
-            )
-        self._write_status(workloads)
-        return (
-            self.activator.version,
-            tuple(workloads),
-            facts.gather(self.state.root, self.identity.platform),
-        )
-
-    def _write_status(self, workloads: list[proto_report.WorkloadStatus]) -> None:
-        store.write_json(
-            self.state.status,
-            {
-                "connection": self.connection,
-                "lastContact": self.last_contact,
-                "clockOffset": self.clock.offset,
-                "heldVersion": self.held.version if self.held else None,
-                "activeVersion": self.activator.version,
-                "conditions": [c.to_json() for c in self.reporter.conditions()],
-                "workloads": [w.to_json() for w in workloads],
-                "acked": self.reporter.acked,
-                "lastReportError": self.reporter.last_error,
-                "certificateNotAfter": wire.format_time(self.identity.not_after),
-            },
-        )
 
     # -- the loop --------------------------------------------------------------------
     def stop(self) -> None:
@@ -195,13 +136,19 @@ class Agent:
     def step(self) -> None:
         """One turn: identity and renewal, a pending activation, one long-poll."""
         self._check_identity()
+        if time.monotonic() >= self._next_heal:
+            self._next_heal = time.monotonic() + self.settings.report_interval
+            healed = self.activator.heal()
+            if healed:
+                self.log.warning("workloads restarted", **self._where, workloads=healed)
+                self.reporter.kick()
         if (
             self.held is not None
             and self.activator.version != self.held.version
             and (self._retry_at is None or self.clock.device() >= self._retry_at)
         ):
             self._activate(self.held)
-        wait = self.settings.poll_wait
+        wait = max(1, min(self.settings.poll_wait, int(self._next_heal - time.monotonic()) + 1))
         if self._retry_at is not None:
             wait = max(1, min(wait, int(self._retry_at - self.clock.device())))
         self._poll(wait)
@@ -263,6 +210,7 @@ class Agent:
         )
         if bundle is None:
             return
+        self.log.info("trust bundle adopted", **self._where, serial=bundle.serial)
         identity.save_trust(self.state, bundle)
         self.identity = identity.load(self.state)
         self.client.reload(ca_pem=self.identity.ca_pem)
@@ -273,11 +221,31 @@ class Agent:
         except activate.UpdateFailedError as exc:
             delay = self._backoff.next() if exc.transient else self.settings.failed_retry
             self._retry_at = self.clock.device() + delay
+            self.log.warning(
+                "update failed",
+                **self._where,
+                version=doc.version,
+                reason=exc.reason,
+                error=str(exc),
+                retry_in=round(delay, 1),
+            )
             self.reporter.set_condition("UpdateFailed", "True", exc.reason, str(exc))
             self.reporter.kick()
             return
         self._retry_at = None
         self._backoff.reset()
+        if changed:
+            t = self.activator.timings
+            self.log.info(
+                "update active",
+                **self._where,
+                version=doc.version,
+                resolve_s=round(t.resolve, 3),
+                download_s=round(t.download, 3),
+                start_s=round(t.start, 3),
+                probe_s=round(t.probe, 3),
+                bytes=t.bytes_received,
+            )
         self.reporter.set_condition(
             "UpdateFailed",
             "False",
@@ -287,11 +255,14 @@ class Agent:
         self.reporter.kick()
 
     def _rejected(self, reason: str, message: str) -> None:
+        self.log.warning("document refused", **self._where, reason=reason, error=message)
         self.reporter.set_condition("UpdateFailed", "True", reason, message)
         self._pause(self._backoff.next() + 1.0)  # the gateway would answer the same at once
 
     def _online(self) -> None:
         first = self.connection != "Online"
+        if first:
+            self.log.info("gateway reached", **self._where, gateway=self.identity.gateway)
         self.connection = "Online"
         self.last_contact = self.clock.time()
         if self._retry_at is None:
@@ -310,6 +281,8 @@ class Agent:
             self.reporter.set_condition("ClockSkew", "False", "InSync", "")
 
     def _offline(self, state: str, message: str) -> None:
+        if state != self.connection:
+            self.log.warning("gateway unreachable", **self._where, state=state, error=message)
         self.connection = state
         self.reporter.last_error = message[:300]
         self._pause(self._backoff.next())
@@ -320,6 +293,7 @@ class Agent:
         if stamp != self._identity_stamp:  # re-enrolled (new token) or renewed
             self._identity_stamp = stamp
             self.identity = identity.load(self.state)
+            self.log.info("identity reloaded", **self._where, serial=f"{self.identity.serial:x}")
             self.client.reload(self.identity.client_pem, self.identity.ca_pem)
         if self.clock.time() >= self.identity.renew_at and self._retry_renew():
             self._renew()
@@ -340,7 +314,10 @@ class Agent:
             answer = enroll.EnrollResponse.from_bytes(response.body)
         except (UnreachableError, GatewayError, wire.ProtocolError):
             return  # try again next turn; the old certificate is still valid
-        identity.save_credentials(self.state, key_pem, answer)
+        serial = identity.save_credentials(self.state, key_pem, answer)
+        self.log.info(
+            "certificate renewed", **self._where, serial=f"{serial:x}", not_after=answer.not_after
+        )
         self.identity = identity.load(self.state)
         self._identity_stamp = self._stamp()
         self.client.reload(self.identity.client_pem)
