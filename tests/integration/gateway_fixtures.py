@@ -24,10 +24,6 @@ DIGEST = "sha256:" + "ab" * 32
 DIGEST2 = "sha256:" + "cd" * 32
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
 class Fleet:
     def __init__(self, cp: Any, namespace: str, gateway: GatewayReplica) -> None:
         self.cp = cp
@@ -35,6 +31,19 @@ class Fleet:
         self.gateway = gateway
         self.api = config.new_client_from_config(config_file=str(cp.kubeconfig))
         self._ca_hash: str | None = None
+        # One event loop for the test: simulated devices keep their connections on it.
+        self.loop = asyncio.new_event_loop()
+        self.sims: list[SimDevice] = []
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        for sim in self.sims:
+            sim.close()
+        self.loop.run_until_complete(asyncio.sleep(0.05))  # let the transports close
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
 
     @property
     def ca_hash(self) -> str:
@@ -64,12 +73,14 @@ class Fleet:
         return str(made)
 
     def sim(self, name: str, platform: str = "linux/arm64", **kw: Any) -> SimDevice:
-        return SimDevice("127.0.0.1", self.gateway.port, self.namespace, name, platform, **kw)
+        sim = SimDevice("127.0.0.1", self.gateway.port, self.namespace, name, platform, **kw)
+        self.sims.append(sim)
+        return sim
 
     def enrolled(self, name: str, platform: str = "linux/arm64", **spec: Any) -> SimDevice:
         self.device(name, platform, **spec)
         sim = self.sim(name, platform)
-        result = run(sim.enroll(self.token(name)))
+        result = self.run(sim.enroll(self.token(name)))
         assert result.status == 200, result.body
         return sim
 
@@ -139,7 +150,9 @@ def gateway(crds, gateway_namespace) -> Iterator[GatewayReplica]:
 def fleet(crds, gateway) -> Iterator[Fleet]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     crds.kubectl("create", "namespace", name)
+    made = Fleet(crds, name, gateway)
     try:
-        yield Fleet(crds, name, gateway)
+        yield made
     finally:
+        made.close()
         crds.kubectl("delete", "namespace", name, "--wait=false", check=False)

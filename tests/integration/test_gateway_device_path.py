@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from edgefleet.testing.procs import wait_until
-from tests.integration.gateway_fixtures import DIGEST2, run
+from tests.integration.gateway_fixtures import DIGEST2
 
 
 def test_enrol_then_mtls_poll_report_and_ready(fleet):
@@ -16,13 +16,13 @@ def test_enrol_then_mtls_poll_report_and_ready(fleet):
     assert status["enrollment"]["instanceId"] == sim.instance_id
     assert fleet.condition("cam-1", "Enrolled")["status"] == "True"
 
-    first = run(sim.poll(wait=0))
+    first = fleet.run(sim.poll(wait=0))
     assert first.status == 200
     assert sim.held is not None
     assert sim.held.workloads == ()
     fleet.wait_condition("cam-1", "Online", "True")
     # Nothing changed: the poll is held and answers 304 when it times out.
-    assert run(sim.poll(wait=1)).status == 304
+    assert fleet.run(sim.poll(wait=1)).status == 304
 
     fleet.set_desired("cam-1", 1, {"resnet": "1.2.0"})
 
@@ -31,7 +31,7 @@ def test_enrol_then_mtls_poll_report_and_ready(fleet):
         result = await sim.poll(wait=30)
         return result.status, time.monotonic() - started
 
-    status_code, _elapsed = run(woken())
+    status_code, _elapsed = fleet.run(woken())
     assert status_code == 200
     (workload,) = sim.held.workloads
     assert (workload.name, workload.version, workload.manifest_digest) == (
@@ -42,7 +42,7 @@ def test_enrol_then_mtls_poll_report_and_ready(fleet):
     assert workload.platform == "linux/arm64"
     assert sim.held.version >> 32 == 1
 
-    assert run(sim.report()).status == 200
+    assert fleet.run(sim.report()).status == 200
     fleet.wait_condition("cam-1", "Ready", "True")
     status = fleet.get("cam-1")["status"]
     assert status["currentVersion"] == "resnet=1.2.0"
@@ -52,7 +52,7 @@ def test_enrol_then_mtls_poll_report_and_ready(fleet):
 
 def test_long_poll_wakes_at_once_on_a_desired_change(fleet):
     sim = fleet.enrolled("cam-2")
-    assert run(sim.poll(wait=0)).status == 200
+    assert fleet.run(sim.poll(wait=0)).status == 200
 
     async def scenario() -> float:
         poll = asyncio.create_task(sim.poll(wait=60))
@@ -64,13 +64,13 @@ def test_long_poll_wakes_at_once_on_a_desired_change(fleet):
         return time.monotonic() - changed
 
     # kubectl itself takes a good part of this; the gateway's own share is in /metrics.
-    assert run(scenario()) < 5
+    assert fleet.run(scenario()) < 5
 
 
 def test_device_config_layers_over_workload_config(fleet):
     sim = fleet.enrolled("cam-3", config={"THRESHOLD": "0.9", "SITE": "north"})
     fleet.set_desired("cam-3", 1, {"resnet": "1.0.0"})
-    assert run(sim.poll(wait=0)).status == 200
+    assert fleet.run(sim.poll(wait=0)).status == 200
     (workload,) = sim.held.workloads
     assert dict(workload.config) == {"THRESHOLD": "0.9", "SITE": "north"}
 
@@ -78,13 +78,13 @@ def test_device_config_layers_over_workload_config(fleet):
 def test_reports_are_idempotent_and_only_the_newest_applies(fleet):
     sim = fleet.enrolled("cam-4")
     fleet.set_desired("cam-4", 1, {"resnet": "1.0.0"})
-    assert run(sim.poll(wait=0)).status == 200
+    assert fleet.run(sim.poll(wait=0)).status == 200
     older, newer = sim.snapshot(), sim.snapshot()
-    assert run(sim.report(newer, older)).status == 200
+    assert fleet.run(sim.report(newer, older)).status == 200
     assert sim.acked == newer.seq
     rv = fleet.get("cam-4")["metadata"]["resourceVersion"]
     # The same batch again (a retry after a lost ack): acknowledged, nothing written.
-    assert run(sim.report(older, newer)).status == 200
+    assert fleet.run(sim.report(older, newer)).status == 200
     assert sim.acked == newer.seq
     assert fleet.get("cam-4")["metadata"]["resourceVersion"] == rv
     assert fleet.get("cam-4")["status"]["reportSeq"] == newer.seq
@@ -92,11 +92,11 @@ def test_reports_are_idempotent_and_only_the_newest_applies(fleet):
 
 def test_heartbeats_are_not_writes(fleet):
     sim = fleet.enrolled("cam-5")
-    assert run(sim.poll(wait=0)).status == 200
+    assert fleet.run(sim.poll(wait=0)).status == 200
     fleet.wait_condition("cam-5", "Online", "True")
     rv = fleet.get("cam-5")["metadata"]["resourceVersion"]
     for _ in range(5):
-        assert run(sim.poll(wait=0.2)).status == 304
+        assert fleet.run(sim.poll(wait=0.2)).status == 304
     assert fleet.get("cam-5")["metadata"]["resourceVersion"] == rv
 
 
@@ -104,11 +104,11 @@ def test_renewal_keeps_the_device_working_and_retires_the_old_certificate(fleet)
     sim = fleet.enrolled("cam-6")
     old_serial = fleet.get("cam-6")["status"]["enrollment"]["certificateSerial"]
     old_cert, old_key = sim.cert_pem, sim.key
-    assert run(sim.renew()).status == 200
+    assert fleet.run(sim.renew()).status == 200
     enrollment = fleet.get("cam-6")["status"]["enrollment"]
     assert enrollment["previousSerial"] == old_serial
     assert enrollment["certificateSerial"] != old_serial
-    assert run(sim.poll(wait=0)).status == 200  # first use of the new certificate
+    assert fleet.run(sim.poll(wait=0)).status == 200  # first use of the new certificate
     wait_until(
         lambda: "previousSerial" not in fleet.get("cam-6")["status"]["enrollment"],
         timeout=15,
@@ -122,12 +122,12 @@ def test_renewal_keeps_the_device_working_and_retires_the_old_certificate(fleet)
         result = await stale.poll(wait=0)
         return result.status == 403 and result.reason == "CertificateSuperseded"
 
-    wait_until(lambda: run(old_refused()), timeout=15, what="the old certificate refused")
+    wait_until(lambda: fleet.run(old_refused()), timeout=15, what="the old certificate refused")
 
 
 def test_suspension_ends_an_open_long_poll_within_seconds(fleet):
     sim = fleet.enrolled("cam-7")
-    assert run(sim.poll(wait=0)).status == 200
+    assert fleet.run(sim.poll(wait=0)).status == 200
 
     async def scenario() -> tuple[int, str | None, float]:
         poll = asyncio.create_task(sim.poll(wait=60))
@@ -137,7 +137,7 @@ def test_suspension_ends_an_open_long_poll_within_seconds(fleet):
         result = await poll
         return result.status, result.reason, time.monotonic() - started
 
-    status, reason, elapsed = run(scenario())
+    status, reason, elapsed = fleet.run(scenario())
     assert (status, reason) == (403, "Suspended")
     assert elapsed < 5
     fleet.wait_condition("cam-7", "Ready", "False")
@@ -147,20 +147,25 @@ def test_revoke_and_delete_lock_the_device_out(fleet):
     from edgefleet.cli import main
 
     sim = fleet.enrolled("cam-8")
-    assert run(sim.poll(wait=0)).status == 200
-    assert main(["device", "revoke", "cam-8", "-n", fleet.namespace]) == 0
+    assert fleet.run(sim.poll(wait=0)).status == 200
+    kubeconfig = str(fleet.cp.kubeconfig)
+    assert (
+        main(["device", "revoke", "cam-8", "-n", fleet.namespace, "--kubeconfig", kubeconfig]) == 0
+    )
 
     async def refused(reason: str) -> bool:
         result = await sim.poll(wait=0)
         return result.status == 403 and result.reason == reason
 
-    wait_until(lambda: run(refused("Revoked")), timeout=10, what="revoked device refused")
+    wait_until(lambda: fleet.run(refused("Revoked")), timeout=10, what="revoked device refused")
     fleet.wait_condition("cam-8", "Enrolled", "False")
     other = fleet.enrolled("cam-9")
-    assert run(other.poll(wait=0)).status == 200
+    assert fleet.run(other.poll(wait=0)).status == 200
     fleet.cp.kubectl("delete", "edgedevice", "cam-9", "-n", fleet.namespace)
     wait_until(
-        lambda: run(other.poll(wait=0)).status == 403, timeout=10, what="deleted device refused"
+        lambda: fleet.run(other.poll(wait=0)).status == 403,
+        timeout=10,
+        what="deleted device refused",
     )
     # ...without saying whether the device ever existed.
-    assert run(other.poll(wait=0)).reason == "DeviceNotAllowed"
+    assert fleet.run(other.poll(wait=0)).reason == "DeviceNotAllowed"

@@ -123,6 +123,7 @@ async def serve(
         last_seen_interval=cfg.last_seen_interval,
         leases=leases,
     )
+    cache.add_listener(sessions.on_change)
     identifier = Identifier(pki, cache)
     routes = DeviceRoutes(cfg, cache, identifier, sessions, writer, metrics, pki, redeem)
     gate = ConnectionGate(cfg.limits.max_connections, metrics)

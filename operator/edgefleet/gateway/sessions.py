@@ -38,6 +38,17 @@ class Session:
     instance: str = ""
 
 
+def _inputs(device: EdgeDevice) -> tuple[object, ...]:
+    """What, beyond the gateway's own fields, its conditions depend on."""
+    status = device.status
+    enrollment = status.enrollment if status is not None else None
+    return (
+        device.metadata.generation,
+        status.desired_revision if status is not None else None,
+        enrollment.revoked if enrollment is not None else None,
+    )
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -108,6 +119,21 @@ class Sessions:
 
     def flag_duplicate(self, key: DeviceKey, message: str) -> None:
         self._writer.mark(key, Observation(_now(), replica=self.replica, duplicate=message))
+
+    def on_change(self, key: DeviceKey, old: EdgeDevice | None, new: EdgeDevice | None) -> None:
+        """Cache listener: a spec or desired-state change can change conditions (Ready,
+        Reconciling): recompute them. One replica does it: the one the device polls,
+        else the first live replica."""
+        if new is None or new.status is None or new.status.enrollment is None:
+            return
+        if old is not None and _inputs(old) == _inputs(new):
+            return
+        holder = devicestatus.online_holder(new)
+        if holder == self.replica or (
+            holder is None
+            and (self._leases is None or self._leases.alive(_now())[0] == self.replica)
+        ):
+            self._writer.mark(key, Observation(_now(), replica=self.replica))
 
     def sweep(self) -> None:
         """Mark devices offline that went quiet here, or whose replica died."""
