@@ -249,6 +249,28 @@ class LocalRegistry:
                 raise
         raise ServiceError("docker-registry did not start")  # pragma: no cover
 
+    def interrupt(self) -> None:
+        """Stop the server process only (an outage): port, config and storage stay."""
+        if self._service is not None:
+            self._service.stop()
+
+    def resume(self) -> None:
+        """Start the server again after :meth:`interrupt`, on the same port and storage."""
+        assert self._service is not None, "resume() follows interrupt()"
+        config = self.dir / "config.yml"
+        service = Service(
+            "docker-registry",
+            [self.binary, "serve", str(config)],
+            self.dir / "registry-resumed.log",
+        )
+        self._service = service
+        wait_until(
+            self._answers,
+            timeout=self._timeout,
+            what=f"docker-registry on {self.url}/v2/ again",
+            alive=service.check_alive,
+        )
+
     def stop(self) -> None:
         """Stop the server and remove its directory (unless ``keep_dir``); idempotent."""
         if self._service is not None:
