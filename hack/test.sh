@@ -20,7 +20,7 @@ step "base root filesystems (amd64, arm64) and pinned tools, in parallel (cached
 rootfs_log=$(mktemp)
 .venv/bin/python -m edgefleet.testing.rootfs build --arch amd64 --arch arm64 >"$rootfs_log" 2>&1 &
 rootfs_pid=$!
-hack/tools.sh ensure
+hack/tools.sh ensure all   # the node and flux sets too: some tests run pods and Flux
 if ! wait "$rootfs_pid"; then
   cat "$rootfs_log" >&2; echo "error: building the base root filesystems failed" >&2; exit 1
 fi

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Provides the pinned tool binaries edgefleet's tests and demo run: etcd,
-# kube-apiserver, kube-controller-manager, kubectl, helm and cosign.
+# kube-apiserver, kube-controller-manager, kubectl, helm and cosign (the default sets),
+# and for the tests that run pods: the node set (kubelet, kube-scheduler, kube-proxy
+# from the same k8s.io/kubernetes module; containerd, its runc shim and ctr) and the
+# flux set (Flux's source-controller and kustomize-controller).
 #
 # Versions are pinned once, in the tools modules under hack/tools/*/go.mod (with
 # go.sum, so every module is checked against a committed hash). Binaries are
@@ -14,7 +17,8 @@
 # building them; the default 'build' builds everything from the Go module proxy.
 #
 # Usage:
-#   hack/tools.sh ensure            build/download whatever is missing (progress on stderr)
+#   hack/tools.sh ensure [set...]   build/download whatever is missing (progress on stderr);
+#                                   sets: etcd kubernetes helm cosign (default), node, flux, all
 #   hack/tools.sh path <binary>     ensure, then print the absolute path of one binary
 #   hack/tools.sh env               ensure, then print EDGEFLEET_<NAME>=<path> lines
 set -euo pipefail
@@ -38,7 +42,9 @@ set_of() {
     kube-apiserver|kube-controller-manager|kubectl) echo kubernetes ;;
     helm) echo helm ;;
     cosign) echo cosign ;;
-    *) die "unknown tool '$1' (known: etcd kube-apiserver kube-controller-manager kubectl helm cosign)" ;;
+    kubelet|kube-scheduler|kube-proxy|containerd|containerd-shim-runc-v2|ctr) echo node ;;
+    source-controller|kustomize-controller) echo flux ;;
+    *) die "unknown tool '$1' (known: etcd kube-apiserver kube-controller-manager kubectl helm cosign kubelet kube-scheduler kube-proxy containerd containerd-shim-runc-v2 ctr source-controller kustomize-controller)" ;;
   esac
 }
 
@@ -48,17 +54,21 @@ version_of_set() {
     etcd) required_version etcd go.etcd.io/etcd/server/v3 ;;
     helm) required_version helm helm.sh/helm/v4 ;;
     cosign) required_version cosign github.com/sigstore/cosign/v3 ;;
+    node) echo "$(required_version kubernetes k8s.io/kubernetes)-containerd-$(required_version containerd github.com/containerd/containerd/v2)" ;;
+    flux) echo "source-$(required_version flux-source github.com/fluxcd/source-controller)-kustomize-$(required_version flux-kustomize github.com/fluxcd/kustomize-controller)" ;;
   esac
 }
 
 binaries_of_set() {
   case "$1" in
     kubernetes) echo kube-apiserver kube-controller-manager kubectl ;;
+    node) echo kubelet kube-scheduler kube-proxy containerd containerd-shim-runc-v2 ctr ;;
+    flux) echo source-controller kustomize-controller ;;
     *) echo "$1" ;;
   esac
 }
 
-go_build() { # <set> <out-dir> <packages...>
+go_build() { # <tools-module> <out-dir> <packages...>
   local set=$1 out=$2; shift 2
   command -v go >/dev/null || die "Go is needed to build $set (or set EDGEFLEET_TOOLS_SOURCE=download where a download site answers)"
   local ldflags=("-s" "-w")
@@ -71,6 +81,7 @@ go_build() { # <set> <out-dir> <packages...>
         ldflags+=("-X" "$pkg.gitVersion=$v" "-X" "$pkg.gitMajor=$major" "-X" "$pkg.gitMinor=$minor"
                   "-X" "$pkg.gitTreeState=clean" "-X" "$pkg.buildDate=1970-01-01T00:00:00Z")
       done ;;
+    containerd) ldflags+=("-X" "github.com/containerd/containerd/v2/version.Version=$(required_version containerd github.com/containerd/containerd/v2)") ;;
     helm) ldflags+=("-X" "helm.sh/helm/v4/internal/version.version=$v" "-X" "helm.sh/helm/v4/internal/version.gitTreeState=clean") ;;
     cosign) ldflags+=("-X" "sigs.k8s.io/release-utils/version.gitVersion=$v" "-X" "sigs.k8s.io/release-utils/version.gitTreeState=clean") ;;
   esac
@@ -122,6 +133,13 @@ provide_set() {
       kubernetes) go_build kubernetes "$tmp" k8s.io/kubernetes/cmd/kube-apiserver \
                     k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl ;;
       etcd) go_build etcd "$tmp" go.etcd.io/etcd/server/v3 && mv "$tmp/server" "$tmp/etcd" ;;
+      node) go_build kubernetes "$tmp" k8s.io/kubernetes/cmd/kubelet \
+              k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
+            go_build containerd "$tmp" github.com/containerd/containerd/v2/cmd/containerd \
+              github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+              github.com/containerd/containerd/v2/cmd/ctr ;;
+      flux) go_build flux-source "$tmp/source-controller" github.com/fluxcd/source-controller
+            go_build flux-kustomize "$tmp/kustomize-controller" github.com/fluxcd/kustomize-controller ;;
       helm) go_build helm "$tmp" helm.sh/helm/v4/cmd/helm ;;
       cosign) go_build cosign "$tmp" github.com/sigstore/cosign/v3/cmd/cosign ;;
     esac
@@ -131,13 +149,25 @@ provide_set() {
   exec {lock}>&-
 }
 
+DEFAULT_SETS=(etcd kubernetes helm cosign)
+ALL_SETS=(etcd kubernetes helm cosign node flux)
+
 ensure_all() {
   local s
-  for s in etcd kubernetes helm cosign; do provide_set "$s"; done
+  for s in "${DEFAULT_SETS[@]}"; do provide_set "$s"; done
 }
 
 case "${1:-ensure}" in
-  ensure) ensure_all ;;
+  ensure)
+    shift || true
+    if [ $# -eq 0 ]; then ensure_all; fi
+    for s in "$@"; do
+      case "$s" in
+        all) for t in "${ALL_SETS[@]}"; do provide_set "$t"; done ;;
+        etcd|kubernetes|helm|cosign|node|flux) provide_set "$s" ;;
+        *) die "unknown set '$s' (etcd kubernetes helm cosign node flux all)" ;;
+      esac
+    done ;;
   path)
     [ $# -eq 2 ] || die "usage: hack/tools.sh path <binary>"
     s=$(set_of "$2"); provide_set "$s"; echo "$cache/$s/$(version_of_set "$s")/$2" ;;
@@ -148,6 +178,6 @@ case "${1:-ensure}" in
       echo "EDGEFLEET_${name}=$cache/$s/$(version_of_set "$s")/$b"
     done ;;
   versions)
-    for s in etcd kubernetes helm cosign; do echo "$s $(version_of_set "$s")"; done ;;
+    for s in "${ALL_SETS[@]}"; do echo "$s $(version_of_set "$s")"; done ;;
   *) die "unknown command '$1' (ensure | path <binary> | env | versions)" ;;
 esac

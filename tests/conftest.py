@@ -29,8 +29,9 @@ INTEGRATION_TIMEOUT = 300  # seconds per test, fixture start-up included
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = Path(str(item.fspath))
-        tier = path.parent.name
-        if tier in ("integration", "e2e"):
+        # tests/cluster/ runs pods on the one-node cluster: e2e too.
+        tier = {"integration": "integration", "e2e": "e2e", "cluster": "e2e"}.get(path.parent.name)
+        if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
             if item.get_closest_marker("timeout") is None:
                 item.add_marker(pytest.mark.timeout(INTEGRATION_TIMEOUT))

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgefleet.testing.pki import CertificateAuthority, write_private
 from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
-from edgefleet.testing.tools import Tools, find_tools
+from edgefleet.testing.tools import Tools, find_tools, node_binary
 
 __all__ = ["ControlPlane"]
 
@@ -69,8 +69,15 @@ class ControlPlane:
         controller_manager: bool = True,
         keep_dir: bool = False,
         startup_timeout: float = 90.0,
+        node_ip: str | None = None,
     ) -> None:
+        """``node_ip`` prepares the control plane for a node that runs pods
+        (:mod:`edgefleet.testing.node`): it is advertised as the API server's address
+        (the ``kubernetes`` Service's endpoint, reached through a forwarder), the
+        Node authorizer and ServiceAccount admission are on, and kube-scheduler and
+        the controllers that turn Deployments into Pods run."""
         self.tools = tools or find_tools()
+        self.node_ip = node_ip
         self.dir = Path(tempfile.mkdtemp(prefix="edgefleet-cp-"))
         self.dir.chmod(0o700)
         self._with_kcm = controller_manager
@@ -128,16 +135,23 @@ class ControlPlane:
     def _write_pki(self) -> None:
         ca = CertificateAuthority("edgefleet-local-ca")
         ca.write(self.dir)
+        ips = ("127.0.0.1",) if self.node_ip is None else ("127.0.0.1", self.node_ip, "10.96.0.1")
         ca.issue(
             "kube-apiserver",
             server=True,
-            ip_addresses=("127.0.0.1",),
+            ip_addresses=ips,
             dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
         ).write(self.dir, "apiserver")
         ca.issue("edgefleet-admin", organizations=("system:masters",), client=True).write(
             self.dir, "admin"
         )
         ca.issue("system:kube-controller-manager", client=True).write(self.dir, "kcm")
+        if self.node_ip is not None:
+            ca.issue("system:kube-scheduler", client=True).write(self.dir, "scheduler")
+            ca.issue(
+                "kube-apiserver-kubelet-client", organizations=("system:masters",), client=True
+            ).write(self.dir, "kubelet-client")
+        self.ca = ca
         sa_key = ec.generate_private_key(ec.SECP256R1())
         write_private(
             self.dir / "sa.key",
@@ -178,13 +192,29 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
+        node_flags = (
+            [
+                "--disable-admission-plugins=ServiceAccount",
+                "--endpoint-reconciler-type=none",
+                "--advertise-address=127.0.0.1",
+                "--authorization-mode=RBAC",
+            ]
+            if self.node_ip is None
+            else [
+                "--enable-admission-plugins=NodeRestriction",
+                "--endpoint-reconciler-type=lease",
+                f"--advertise-address={self.node_ip}",
+                "--authorization-mode=Node,RBAC",
+                f"--kubelet-client-certificate={d / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={d / 'kubelet-client.key'}",
+            ]
+        )
         apiserver = self._spawn(
             "kube-apiserver",
             [
                 self.tools.kube_apiserver,
                 f"--etcd-servers={etcd_url}",
                 "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
                 f"--secure-port={self.port}",
                 f"--cert-dir={d / 'apiserver-certs'}",
                 f"--tls-cert-file={d / 'apiserver.crt'}",
@@ -194,10 +224,8 @@ class ControlPlane:
                 f"--service-account-signing-key-file={d / 'sa.key'}",
                 f"--service-account-issuer=https://127.0.0.1:{self.port}",
                 "--service-cluster-ip-range=10.96.0.0/24",
-                "--authorization-mode=RBAC",
                 "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
-                "--endpoint-reconciler-type=none",
+                *node_flags,
             ],
         )
         alive = _all_alive(etcd, apiserver)
@@ -207,6 +235,8 @@ class ControlPlane:
         )
         if self._with_kcm:
             self._start_controller_manager()
+        if self.node_ip is not None:
+            self._start_scheduler()
 
     def _start_controller_manager(self) -> None:
         d = self.dir
@@ -220,12 +250,26 @@ class ControlPlane:
                 "system:kube-controller-manager",
             )
         )
+        controllers = ["garbage-collector-controller", "namespace-controller"]
+        extra: list[str] = []
+        if self.node_ip is not None:
+            controllers += [
+                "serviceaccount-controller",
+                "root-ca-certificate-publisher-controller",
+                "deployment-controller",
+                "replicaset-controller",
+                "endpointslice-controller",
+                "disruption-controller",
+                "node-lifecycle-controller",  # lifts the not-ready taint once Ready
+            ]
+            extra = [f"--root-ca-file={d / 'ca.crt'}"]
         kcm = self._spawn(
             "kube-controller-manager",
             [
                 self.tools.kube_controller_manager,
                 f"--kubeconfig={kc}",
-                "--controllers=garbage-collector-controller,namespace-controller",
+                "--controllers=" + ",".join(controllers),
+                *extra,
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
@@ -241,6 +285,42 @@ class ControlPlane:
             what="kube-controller-manager to start",
             alive=kcm.check_alive,
         )
+
+    def _start_scheduler(self) -> None:
+        d = self.dir
+        kc = d / "scheduler.kubeconfig"
+        kc.write_text(
+            _kubeconfig(
+                self.url, d / "ca.crt", d / "scheduler.crt", d / "scheduler.key",
+                "system:kube-scheduler",
+            )
+        )  # fmt: skip
+        scheduler = self._spawn(
+            "kube-scheduler",
+            [
+                node_binary("kube-scheduler"),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+            ],
+        )
+        wait_until(
+            lambda: "Starting" in scheduler.log_tail(400) or "scheduler" in scheduler.log_tail(40),
+            timeout=self._timeout,
+            what="kube-scheduler to start",
+            alive=scheduler.check_alive,
+        )
+
+    def admin_kubeconfig_for(self, server: str, path: Path) -> Path:
+        """The admin kubeconfig with another server address (e.g. through a forwarder)."""
+        d = self.dir
+        path.write_text(
+            _kubeconfig(server, d / "ca.crt", d / "admin.crt", d / "admin.key", "edgefleet-admin")
+        )
+        return path
 
     def _ready(self) -> bool:
         ctx = ssl.create_default_context(cafile=str(self.dir / "ca.crt"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgefleet.testing.procs import ServiceError
 
-__all__ = ["Tools", "find_tools"]
+__all__ = ["Tools", "find_tools", "node_binary"]
 
 _TOOL_NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm", "cosign")
 
@@ -60,3 +60,19 @@ def find_tools() -> Tools:
         helm=found["helm"],
         cosign=found["cosign"],
     )
+
+
+def node_binary(name: str) -> str:
+    """A binary of the node or flux sets (kubelet, containerd, source-controller, …):
+    from ``EDGEFLEET_<NAME>``, else ``hack/tools.sh path <name>`` (built once, cached)."""
+    override = os.environ.get("EDGEFLEET_" + name.upper().replace("-", "_"), "")
+    if override:
+        return override
+    root = _repo_root()
+    if root is None:
+        raise ServiceError(
+            f"set EDGEFLEET_{name.upper().replace('-', '_')}, or run from a checkout"
+        )
+    return subprocess.run(
+        [str(root / "hack" / "tools.sh"), "path", name], check=True, capture_output=True, text=True
+    ).stdout.strip()
