@@ -197,6 +197,18 @@ def test_rollback_restores_what_each_device_ran_before():
     f.step(21)
     assert len(_assigned(f)) == 4
     assert f.ro.status.stable_version == "1.0.0"
+    # The finished rollout loses every device to the newer one and stays Completed,
+    # so the newer one keeps winning (no tie).
+    finished, new = f.rivals[0], f.ro
+    f.ro, f.rivals, f.model = finished, [new], model("1.0.0")
+    d = f.step(21.5)
+    assert d.writes == []
+    assert f.ro.status.phase == "Completed"
+    assert f.cond("Ready").status == "True"
+    assert f.ro.status.counts.lost == 4
+    f.ro, f.rivals, f.model = new, [f.ro], model("2.0.0")
+    assert f.step(21.7).writes == []
+    assert f.cond("DevicesSkipped").status == "False"
     f.ro.spec.abort = True
     d = f.step(22)
     assert len(d.writes) == 4

@@ -198,7 +198,7 @@ def decide(w: World) -> Decision:
         )
     elif problem is not None:
         outcome = Outcome("Pending", problem.reason, problem.message, waiting=True)
-    elif sel is not None and not sel.devices:
+    elif sel is not None and not sel.devices and p.step < len(plan.steps_of(ro)):
         why = f"; {len(sel.lost)} lost to other rollouts" if sel.lost else ""
         outcome = Outcome(
             "Pending", Reason.NO_DEVICES, f"the selector matches no eligible device{why}", True
