@@ -282,3 +282,83 @@ def test_gateway_killed_mid_download_resumes_without_refetching(
     finally:
         if proc.poll() is None:
             _kill(proc)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 6 MiB tmpfs: a device whose disk is almost full."""
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_is_refused_up_front_and_enospc_leaves_nothing(
+    fleet, gateway, registry_client, signing_key, small_disk
+) -> None:
+    from edgefleet_node.agent import identity, pull
+    from edgefleet_node.agent.client import GatewayClient
+    from edgefleet_node.agent.clock import Clock
+
+    small = push_image(
+        registry_client,
+        f"edgefleet/models/{fleet.namespace}/cam",
+        signing_key,
+        platforms=(PLATFORM,),
+    )
+    big = push_image(
+        registry_client,
+        f"edgefleet/models/{fleet.namespace}/cam",
+        signing_key,
+        platforms=(PLATFORM,),
+        big_layer_bytes=12 * 1024 * 1024,
+    )
+    state = _enrol(fleet, "dev-4", f"https://127.0.0.1:{gateway.port}", small_disk / "s")
+    _set_desired(fleet, "dev-4", 1, small, "cam", "1.0.0")
+    rt = SimulatedRuntime()
+    with _Running(state, rt):
+        fleet.wait_condition("dev-4", "Ready", "True", timeout=60)
+        _set_desired(fleet, "dev-4", 2, big, "cam", "2.0.0")
+        wait_until(
+            lambda: (
+                (fleet.condition("dev-4", "UpdateFailed") or {}).get("reason") == "InsufficientDisk"
+            ),
+            timeout=60,
+            what="UpdateFailed InsufficientDisk",
+        )
+        assert [i.manifest_digest for i in rt.running()] == [small.manifests[PLATFORM]]
+    assert not list(state.blobs.glob("*.partial"))
+    # Past a preflight that was fooled (another writer filled the disk meanwhile):
+    # ENOSPC mid-download is a clear DiskFull and the partial file is gone.
+    ident = identity.load(state)
+    client = GatewayClient(ident.gateway, ident.ca_pem, ident.client_pem, Clock())
+    workload = _workload(fleet, "dev-4")
+    resolved = pull.resolve(client, workload, ident.trust.image_keys)
+    with pytest.raises(pull.PullError) as failed:
+        pull.download(client, resolved, state, stall_timeout=10)
+    assert failed.value.reason == "DiskFull"
+    assert not list(state.blobs.glob("*.partial"))
+    assert os.statvfs(small_disk).f_bfree > 0
+
+
+def _workload(fleet: Fleet, device: str) -> Any:
+    from edgefleet_node.protocol import desired
+
+    (want,) = fleet.get(device)["status"]["desired"]
+    return desired.Workload(
+        name=want["model"],
+        version=want["version"],
+        repository=want["repository"],
+        index_digest=want["indexDigest"],
+        manifest_digest=want["imageDigest"],
+        platform=PLATFORM,
+    )

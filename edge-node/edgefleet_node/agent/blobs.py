@@ -165,13 +165,14 @@ def _stream(
                 try:
                     written = out.write(chunk)
                 except OSError as exc:
-                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                        out.close()
-                        partial.unlink(missing_ok=True)
-                        raise DownloadError("DiskFull", f"blob {desc.digest}: disk full") from exc
-                    raise
+                    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    written = -1
                 if written != len(chunk):
-                    raise DownloadError("DiskFull", f"blob {desc.digest}: short write")
+                    # A full disk: free what this download took, for the running workload.
+                    out.close()
+                    partial.unlink(missing_ok=True)
+                    raise DownloadError("DiskFull", f"blob {desc.digest}: the disk is full")
                 hasher.update(chunk)
                 have += len(chunk)
                 remaining -= len(chunk)

@@ -125,7 +125,13 @@ class Agent:
         thread.start()
         try:
             while not self._stop.is_set():
-                self.step()
+                try:
+                    self.step()
+                except Exception as exc:  # a full disk, a runtime gone mad: never exit
+                    self.log.error(
+                        "agent step failed", **self._where, error=f"{type(exc).__name__}: {exc}"
+                    )
+                    self._pause(self._backoff.next() + 1.0)
         finally:
             self._stop.set()
             self.reporter.kick()

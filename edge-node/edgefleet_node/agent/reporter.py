@@ -146,13 +146,15 @@ class Reporter:
             now = time.monotonic()
             if self._wake.is_set() or now >= next_report:
                 self._wake.clear()
-                self.enqueue()
                 next_report = now + self._interval
+                try:
+                    self.enqueue()
+                except Exception as exc:  # a full disk must not end reporting
+                    self.last_error = f"cannot queue a report: {type(exc).__name__}: {exc}"
             if self.flush():
                 self._backoff.reset()
                 wait = max(0.0, next_report - time.monotonic())
             else:
                 wait = min(self._backoff.next(), max(0.0, next_report - time.monotonic()) or 1.0)
-            self._wake.wait(timeout=wait) if not stop.is_set() else None
-            if stop.is_set():
-                break
+            if not stop.is_set():
+                self._wake.wait(timeout=wait)
