@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 
-import httpx
+import aiohttp
 import structlog
 from aiohttp import web
 
@@ -38,7 +38,6 @@ _RANGE = re.compile(r"bytes=(\d+-\d*|-\d+)")
 _REPO = re.compile(
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 )
-_CHUNK = 256 * 1024
 
 
 class ByteCounter:
@@ -88,13 +87,11 @@ class OciProxy:
         *,
         on_bytes: Callable[[float], None] | None = None,
         reach: Reachability | None = None,
-        chunk_size: int = _CHUNK,
     ) -> None:
         self.reader = reader
         self.reach = reach or Reachability(reader.manifest)
         self._authorise = authorise
         self._on_bytes = on_bytes or ByteCounter()
-        self._chunk = chunk_size
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -154,9 +151,9 @@ class OciProxy:
             return _unavailable(request)
 
     async def _relay(
-        self, request: web.Request, upstream: httpx.Response, digest: str
+        self, request: web.Request, upstream: aiohttp.ClientResponse, digest: str
     ) -> web.StreamResponse:
-        status = upstream.status_code
+        status = upstream.status
         if status == 404:
             return _unknown_blob(request)
         if status == 416:
@@ -181,10 +178,10 @@ class OciProxy:
             await response.write_eof()
             return response
         try:
-            async for chunk in upstream.aiter_raw(self._chunk):
+            async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
                 self._on_bytes(len(chunk))
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             # Headers are out: cut the connection; the client resumes with Range.
             log.warning("registry stream broke", digest=digest, error=type(exc).__name__)
             if request.transport is not None:

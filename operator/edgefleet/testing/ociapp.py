@@ -57,13 +57,21 @@ def serve_oci(
     devices: Mapping[tuple[str, str], Sequence[Assignment]],
     *,
     address: str = "127.0.0.1",
+    use_uvloop: bool = False,
 ) -> Iterator[OciApp]:
     """Serve on ``address`` (loopback by default; Docker treats 127.0.0.0/8 as an
     insecure registry and then ignores ``certs.d``, so its test binds the host's own
-    non-loopback address — traffic still never leaves the machine)."""
+    non-loopback address — traffic still never leaves the machine); ``use_uvloop`` runs
+    it on uvloop, as the gateway does."""
     tls = ServerTls(pki)
     counter = ByteCounter()
-    loop = asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop
+    if use_uvloop:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     started = threading.Event()
     state: dict[str, object] = {}
 
@@ -86,9 +94,7 @@ def serve_oci(
         await runner.setup()
         site = web.TCPSite(runner, address, 0, ssl_context=tls.context)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        state.update(runner=runner, reader=reader, port=server.sockets[0].getsockname()[1])
+        state.update(runner=runner, reader=reader, port=runner.addresses[0][1])
 
     def run() -> None:
         asyncio.set_event_loop(loop)
