@@ -215,6 +215,7 @@ class Activator:
         resources: Callable[[], pull.Resources] | None,
     ) -> list[VerifiedImage]:
         t0 = time.monotonic()
+        before = client.received
         try:
             resolved = [pull.resolve(client, w, image_keys) for w in changed]
             measured = (resources or (lambda: pull.Resources.measure(self.state.root)))()
@@ -231,7 +232,8 @@ class Activator:
             raise UpdateFailedError(exc.reason, str(exc), transient=exc.transient) from exc
         self.timings.resolve = t1 - t0
         self.timings.download = time.monotonic() - t1
-        self.timings.bytes_received = stats.received
+        # Blob bytes plus the index, manifest and signature documents.
+        self.timings.bytes_received = stats.received + client.received - before
         return images
 
     def _start_all(

@@ -86,6 +86,7 @@ class GatewayClient:
         self._lock = threading.Lock()
         self._contexts: dict[bool, ssl.SSLContext] = {}
         self._open: set[http.client.HTTPSConnection] = set()
+        self.received = 0  # body bytes of whole requests (blob streams count their own)
 
     def _context(self, no_time: bool) -> ssl.SSLContext:
         with self._lock:
@@ -199,6 +200,7 @@ class GatewayClient:
         finally:
             response.close()
             self.done(conn)
+        self.received += len(data)
         if response.status >= 400:
             raise _error(response.status, data)
         headers_out = {k.lower(): v for k, v in response.getheaders()}

@@ -207,6 +207,12 @@ class Agent:
         new = self.held is None or doc.version != self.held.version
         self.held = doc
         if new:
+            self.log.info(
+                "document accepted",
+                **self._where,
+                version=doc.version,
+                workloads=len(doc.workloads),
+            )
             self._retry_at = None
             self._activate(doc)
 
