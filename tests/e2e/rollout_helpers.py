@@ -73,8 +73,12 @@ def put_model(api: client.CustomObjectsApi, ns: str, version: str, name: str = "
     except client.ApiException as exc:
         if exc.status != 404:
             raise
-        body = {"apiVersion": f"{G}/{V}", "kind": "InferenceModel",
-                "metadata": {"name": name, "namespace": ns}, "spec": spec}  # fmt: skip
+        body = {
+            "apiVersion": f"{G}/{V}",
+            "kind": "InferenceModel",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": spec,
+        }
         obj = api.create_namespaced_custom_object(G, V, ns, "inferencemodels", body)
     generation = obj["metadata"]["generation"]
     status = {
@@ -86,11 +90,17 @@ def put_model(api: client.CustomObjectsApi, ns: str, version: str, name: str = "
             for p in spec["platforms"]
         ],
         "conditions": [
-            {"type": t, "status": "True", "reason": "BuildSucceeded", "message": "",
-             "lastTransitionTime": "2026-11-24T00:00:00Z", "observedGeneration": generation}
+            {
+                "type": t,
+                "status": "True",
+                "reason": "BuildSucceeded",
+                "message": "",
+                "lastTransitionTime": "2026-11-24T00:00:00Z",
+                "observedGeneration": generation,
+            }
             for t in ("Built", "Signed", "Ready")
         ],
-    }  # fmt: skip
+    }
     api.patch_namespaced_custom_object_status(G, V, ns, "inferencemodels", name, {"status": status})
 
 
@@ -109,8 +119,9 @@ def apply_rollout(crds, ns: str, name: str, **spec: Any) -> None:
     }
     if annotations:
         body["metadata"]["annotations"] = annotations
-    crds.kubectl("apply", "--server-side", "--field-manager=flux", "-f", "-",
-                 input_text=json.dumps(body))  # fmt: skip
+    crds.kubectl(
+        "apply", "--server-side", "--field-manager=flux", "-f", "-", input_text=json.dumps(body)
+    )
 
 
 def get(api: client.CustomObjectsApi, ns: str, plural: str, name: str) -> dict[str, Any]:
@@ -158,15 +169,20 @@ def plugin(crds, ns: str, *args: str) -> str:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
     done = subprocess.run(
         [crds.tools.kubectl, "edgefleet", f"--kubeconfig={crds.kubeconfig}", "-n", ns, *args],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 def events(crds, ns: str, name: str) -> list[str]:
-    out = crds.kubectl("get", "events", "-n", ns, "--field-selector",
-                       f"involvedObject.name={name}", "-o", "json").stdout  # fmt: skip
+    out = crds.kubectl(
+        "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}", "-o", "json"
+    ).stdout
     return [e["reason"] for e in json.loads(out)["items"]]
 
 
