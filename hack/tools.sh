@@ -99,7 +99,7 @@ provide_set() {
   local set=$1 v; v=$(version_of_set "$set")
   [ -n "$v" ] || die "no version pinned for $set in hack/tools/$set/go.mod"
   local dest="$cache/$set/$v" b missing=0
-  for b in $(binaries_of_set "$set"); do [ -x "$dest/$b" ] || missing=1; done
+  for b in $(binaries_of_set "$set"); do [ -f "$dest/$b" ] && [ -x "$dest/$b" ] || missing=1; done
   [ $missing = 1 ] || return 0
 
   mkdir -p "$cache/$set"
@@ -107,7 +107,7 @@ provide_set() {
   exec {lock}>"$cache/$set/.lock"
   flock "$lock"
   missing=0
-  for b in $(binaries_of_set "$set"); do [ -x "$dest/$b" ] || missing=1; done
+  for b in $(binaries_of_set "$set"); do [ -f "$dest/$b" ] && [ -x "$dest/$b" ] || missing=1; done
   if [ $missing = 0 ]; then exec {lock}>&-; return 0; fi
 
   local tmp; tmp=$(mktemp -d "$cache/$set/.tmp.XXXXXX"); chmod 755 "$tmp"
@@ -138,8 +138,16 @@ provide_set() {
             go_build containerd "$tmp" github.com/containerd/containerd/v2/cmd/containerd \
               github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
               github.com/containerd/containerd/v2/cmd/ctr ;;
-      flux) go_build flux-source "$tmp/source-controller" github.com/fluxcd/source-controller
-            go_build flux-kustomize "$tmp/kustomize-controller" github.com/fluxcd/kustomize-controller ;;
+      flux) go_build flux-source "$tmp" github.com/fluxcd/source-controller
+            go_build flux-kustomize "$tmp" github.com/fluxcd/kustomize-controller
+            # Their CRDs ship in the module zips (config/crd/bases); keep them beside.
+            mkdir -p "$tmp/crds"
+            for m in flux-source:github.com/fluxcd/source-controller \
+                     flux-kustomize:github.com/fluxcd/kustomize-controller; do
+              dir=$(cd "$here/tools/${m%%:*}" && GOFLAGS=-mod=readonly GOSUMDB=off go list -m -f '{{.Dir}}' "${m#*:}")
+              cp "$dir"/config/crd/bases/*.yaml "$tmp/crds/"
+            done
+            chmod 644 "$tmp"/crds/*.yaml ;;
       helm) go_build helm "$tmp" helm.sh/helm/v4/cmd/helm ;;
       cosign) go_build cosign "$tmp" github.com/sigstore/cosign/v3/cmd/cosign ;;
     esac

@@ -225,7 +225,11 @@ class EdgeDevice(ApiModel):
     kind: Literal["EdgeDevice"] = "EdgeDevice"
     metadata: ObjectMeta
     spec: EdgeDeviceSpec
-    status: EdgeDeviceStatus | None = None
+    status: EdgeDeviceStatus | None = Field(
+        default=None, json_schema_extra={"default": {"observedGeneration": 0}}
+    )
+    """Defaulted to observedGeneration 0 by the API server, so kstatus (Flux's health
+    checks) reads an object no controller has looked at yet as InProgress, never Current."""
 
     def model_post_init(self, context: Any, /) -> None:
         if len(self.metadata.name) > 63:

@@ -298,4 +298,8 @@ class InferenceModel(ApiModel):
     kind: Literal["InferenceModel"] = "InferenceModel"
     metadata: ObjectMeta
     spec: InferenceModelSpec
-    status: InferenceModelStatus | None = None
+    status: InferenceModelStatus | None = Field(
+        default=None, json_schema_extra={"default": {"observedGeneration": 0}}
+    )
+    """Defaulted to observedGeneration 0 by the API server, so kstatus (Flux's health
+    checks) reads an object no controller has looked at yet as InProgress, never Current."""

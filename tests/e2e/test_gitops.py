@@ -1,0 +1,125 @@
+"""Git commit → deploy through Flux: a commit that adds or bumps an InferenceModel is
+synced by Flux's own controllers and built and signed by the operator, and Flux's
+health verdict (``Kustomization`` with ``wait: true``, judged by kstatus) reads our
+kinds right: Ready only once the model is built; failed when the model is stalled;
+healthy again after ``git revert``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from edgefleet.testing.flux import Flux
+from edgefleet.testing.gitserver import GitServer, git
+from edgefleet.testing.models import make_mlp
+from edgefleet.testing.procs import wait_until
+
+
+@pytest.fixture(scope="module")
+def flux(crds) -> Iterator[Flux]:
+    with Flux(crds) as f:
+        yield f
+
+
+def _model_doc(name: str, version: str, url: str, sha: str) -> dict:
+    return {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "InferenceModel",
+        "metadata": {"name": name},
+        "spec": {
+            "version": version,
+            "platforms": ["linux/amd64"],
+            "source": {"url": {"url": url, "sha256": sha}},
+        },
+    }
+
+
+def _commit(work, message: str, files: dict[str, dict]) -> str:
+    for rel, doc in files.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(yaml.safe_dump(doc))
+    git(work, "add", "-A")
+    git(work, "commit", "--quiet", "-m", message)
+    git(work, "push", "--quiet", "origin", "main")
+    return git(work, "rev-parse", "HEAD")
+
+
+def _model_ready(cp, ns: str, name: str) -> str:
+    out = cp.kubectl(
+        "get", "inferencemodels.edgefleet.io", name, "-n", ns, "-o", "json", check=False
+    )
+    if out.returncode != 0:
+        return "Absent"
+    conditions = (json.loads(out.stdout).get("status") or {}).get("conditions", [])
+    return next((c["status"] for c in conditions if c["type"] == "Ready"), "Unknown")
+
+
+def test_commit_deploys_and_flux_judges_health(
+    crds, namespace, operator, flux, model_files, tmp_path, unique
+):
+    directory, base_url = model_files
+    fixture = make_mlp(directory / f"gitops-{unique}.onnx", target_bytes=32 * 1024, seed=7)
+    url = f"{base_url}/gitops-{unique}.onnx"
+    name, sync = "detector", f"fleet-{unique}"
+    with GitServer() as server:
+        repo_url = server.create("fleet")
+        work = server.clone("fleet", tmp_path / "work")
+        first = _commit(work, "detector 1.0.0", {
+            "fleet/kustomization.yaml": {"resources": ["model.yaml"]},
+            "fleet/model.yaml": _model_doc(name, "1.0.0", url, fixture.sha256),
+        })  # fmt: skip
+        flux.apply_sync(sync, repo_url, "./fleet", namespace, timeout="3m")
+
+        # Flux applies the commit; while the operator builds, the Kustomization is not
+        # Ready (kstatus: InProgress); it becomes Ready only after the model is.
+        seen_in_progress = False
+
+        def synced_ready() -> bool:
+            nonlocal seen_in_progress
+            flux.check_alive()
+            status, _, _, revision = flux.ready(sync)
+            model = _model_ready(crds, namespace, name)
+            if model not in ("True", "Absent") and status != "True":
+                seen_in_progress = True
+            if status == "True":
+                assert model == "True", "Flux called the sync healthy before the model was"
+            return status == "True" and first in revision
+
+        wait_until(synced_ready, timeout=240, interval=0.5, what="Flux sync of the first commit",
+                   alive=operator.service.check_alive)  # fmt: skip
+        assert seen_in_progress, "never saw the Kustomization wait for the build"
+
+        # A commit whose model can never build (wrong sha256) fails Flux's health check.
+        bad = _commit(work, "detector 1.1.0 (wrong hash)", {
+            "fleet/model.yaml": _model_doc(name, "1.1.0", url, "0" * 64),
+        })  # fmt: skip
+
+        def failed() -> bool:
+            status, reason, message, _ = flux.ready(sync)
+            return (
+                status == "False"
+                and name in message
+                and reason in ("HealthCheckFailed", "ProgressingWithRetry", "ReconciliationFailed")
+            )
+
+        wait_until(failed, timeout=240, interval=0.5, what="Flux to report the stalled model")
+        assert bad != first
+
+        # git revert: Flux applies the old spec, the operator reconciles it, healthy again.
+        git(work, "revert", "--no-edit", "HEAD")
+        git(work, "push", "--quiet", "origin", "main")
+        reverted = git(work, "rev-parse", "HEAD")
+        wait_until(
+            lambda: flux.ready(sync)[0] == "True" and reverted in flux.ready(sync)[3],
+            timeout=240, interval=0.5, what="Flux sync of the revert",
+        )  # fmt: skip
+        assert _model_ready(crds, namespace, name) == "True"
+        spec = json.loads(
+            crds.kubectl(
+                "get", "inferencemodels.edgefleet.io", name, "-n", namespace, "-o", "json"
+            ).stdout
+        )["spec"]
+        assert spec["version"] == "1.0.0"
