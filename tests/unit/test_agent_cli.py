@@ -1,0 +1,97 @@
+"""``edgefleet-node``: configuration precedence, exit codes, enrol and status output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgefleet_node.agent import cli
+from edgefleet_node.agent import config as cfg
+from edgefleet_node.agent.simulated import SimulatedRuntime
+from tests.unit.agent_gateway_fake import FakeGateway
+from tests.unit.agent_helpers import enrolled, running_agent, wait_for
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> Iterator[FakeGateway]:
+    with FakeGateway(tmp_path) as gateway:
+        yield gateway
+
+
+def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text('state_dir = "/from/file"\npoll_wait = 30\nstall_timeout = 5\n')
+    env = {"EDGEFLEET_NODE_POLL_WAIT": "40", "EDGEFLEET_NODE_STALL_TIMEOUT": "7"}
+    got = cfg.resolve({"poll_wait": 50}, env, conf)
+    assert (got.poll_wait, got.stall_timeout, got.state_dir) == (50, 7.0, Path("/from/file"))
+    assert got.probe_timeout == cfg.Config().probe_timeout
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("colour = 1\n", {}, "unknown key 'colour'"),
+        ("poll_wait = 500\n", {}, "poll_wait must be between 1 and 120"),
+        ("poll_wait = 'x'\n", {}, "is not a int"),
+        ("", {"EDGEFLEET_NODE_RUNTIME": "lxc"}, "runtime must be one of docker, simulated"),
+        ("", {"EDGEFLEET_NODE_COLOUR": "1"}, "unknown variable EDGEFLEET_NODE_COLOUR"),
+        ("poll_wait = \n", {}, "not valid TOML"),
+    ],
+)
+def test_bad_configuration_names_the_key(tmp_path: Path, text, env, message) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text(text)
+    with pytest.raises(cfg.ConfigError, match=message):
+        cfg.resolve({}, env, conf)
+
+
+def test_exit_codes(tmp_path: Path, capsys) -> None:
+    state = ["--state-dir", str(tmp_path / "s")]
+    assert cli.main([*state, "status"]) == cli.EXIT_IDENTITY
+    assert "not enrolled" in capsys.readouterr().err
+    assert (
+        cli.main([*state, "enroll", "--gateway", "https://127.0.0.1:1", "--token", "ef1.bad"])
+        == cli.EXIT_REFUSED
+    )
+    err = capsys.readouterr().err
+    assert "malformed" in err
+    assert "ef1.bad" not in err  # a token is never echoed
+    good = "ef1.ns.dev.0123456789abcdef." + "A" * 43 + "." + "0" * 64
+    assert (
+        cli.main([*state, "enroll", "--gateway", "https://127.0.0.1:1", "--token", good])
+        == cli.EXIT_UNREACHABLE
+    )
+    assert cli.main([*state, "--config", str(tmp_path / "none.toml"), "status"]) == 2
+
+
+def test_a_used_token_is_refused(gw: FakeGateway, tmp_path: Path, capsys) -> None:
+    token = gw.token()
+    args = ["enroll", "--gateway", gw.url, "--token", token, "--platform", "linux/amd64"]
+    assert cli.main(["--state-dir", str(tmp_path / "a"), *args]) == cli.EXIT_OK
+    assert cli.main(["--state-dir", str(tmp_path / "b"), *args]) == cli.EXIT_REFUSED
+    assert "TokenInvalid" in capsys.readouterr().err
+
+
+def test_status_shows_what_runs(gw: FakeGateway, tmp_path: Path, capsys) -> None:
+    state = enrolled(gw, tmp_path / "s")
+    key = (state.identity / "client.pem").read_text()
+    image = gw.add_image("edgefleet/models/fleet/m", [1000])
+    gw.publish((image.workload(),))
+    rt = SimulatedRuntime()
+    with running_agent(state, rt):
+        wait_for("running", lambda: rt.running())
+        wait_for("status written", lambda: json.loads(state.status.read_text())["workloads"])
+    assert cli.main(["--state-dir", str(state.root), "status", "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["device"] == "fleet/dev-1"
+    assert doc["workloads"][0]["manifestDigest"] == image.manifest.digest
+    assert doc["workloads"][0]["health"] == "Healthy"
+    assert doc["activeVersion"] == gw.version
+    assert cli.main(["--state-dir", str(state.root), "status"]) == 0
+    human = capsys.readouterr().out
+    assert image.manifest.digest in human
+    assert "PRIVATE KEY" not in human + json.dumps(doc)
+    assert "PRIVATE KEY" in key  # (the key is where it belongs)
