@@ -43,7 +43,7 @@ SETTINGS = LoopSettings(
 
 @pytest.fixture(scope="module")
 def signing_key(crds, gateway_namespace):
-    api = config.new_client_from_config(config_file=str(crds.kubeconfig))
+    api = config.new_client_from_config(config_file=str(crds.kubeconfig))  # type: ignore[no-untyped-call]
     return ensure_signing_key(client.CoreV1Api(api), GW_NS, "edgefleet-signing-key")
 
 

@@ -77,11 +77,11 @@ def _issue(ca_key, ca_cert, subject, public_key, *, days: float, server=False, n
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def pem(cert) -> bytes:
+def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def pub_pem(key) -> bytes:
+def pub_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -330,7 +330,9 @@ def _handler(gw: FakeGateway) -> type[BaseHTTPRequestHandler]:
         def date_time_string(self, timestamp: float | None = None) -> str:
             return email.utils.formatdate(time.time() + gw.date_offset, usegmt=True)
 
-        def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None):
+        def _send(
+            self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+        ) -> None:
             self.send_response(status)
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
