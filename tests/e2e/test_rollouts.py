@@ -361,3 +361,48 @@ def test_overlapping_rollouts_resolve_by_priority_and_a_tie_is_a_condition(
             assert "PriorityTie" in h.events(crds, namespace, name)
         assert {d["status"]["desiredRevision"] for d in h.devices(api, namespace)} == {1}
         op.service.check_alive()
+
+
+@pytest.mark.timeout(400)
+def test_operator_sigkilled_mid_rollout_assigns_every_device_once(
+    crds, namespace, api, env, tmp_path
+):
+    import random
+
+    h.put_model(api, namespace, "2.0.0")
+    # Kill points: random numbers of assigned devices, from the API server's view.
+    targets = sorted(random.Random().sample(range(5, 195), 4))  # noqa: S311
+    kills = []
+
+    def assigned() -> int:
+        return sum(h.desired_version(d) == "2.0.0" for d in h.devices(api, namespace))
+
+    with h.fleet(crds, namespace, 150, 50, delay=0.3), h.operator_process(env, tmp_path) as op:
+        steps = [{"setWeight": 25}, {"setWeight": 50}]
+        h.apply_rollout(crds, namespace, "kill", maxUnavailable="10%", canary={"steps": steps})
+        for target in targets:
+            wait_until(
+                lambda t=target: assigned() >= t,
+                timeout=120,
+                what=f"{target} assigned",
+                interval=0.02,
+                alive=op.service.check_alive,
+            )
+            op.kill()
+            kills.append((target, assigned()))
+            op.start()
+        obj = h.wait_rollout(
+            api,
+            namespace,
+            "kill",
+            lambda o: o["status"]["phase"] == "Completed",
+            "done",
+            op,
+            timeout=240,
+        )
+        assert obj["status"]["counts"]["healthy"] == 200, kills
+        devs = h.devices(api, namespace)
+        assert all(h.desired_version(d) == "2.0.0" for d in devs)
+        assert {d["status"]["desiredRevision"] for d in devs} == {1}, kills
+        assert op.starts == 5
+        assert all(n < 200 for _, n in kills), f"every kill lands mid-rollout: {kills}"
