@@ -323,7 +323,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         ),
         (
             "weights-only update: bytes received (all documents and blobs) ÷ model layer",
-            f"{second['bytes'] / v2.model_layer_size:.3f}",
+            f"{second['bytes'] / v2.model_layer_size:.4f}",
             f"{_mb(second['bytes'])} / {_mb(v2.model_layer_size)}; goal ≤ 1.05; a full re-pull "
             f"would be {(total_v1 / v2.model_layer_size):.2f}",
         ),

@@ -116,6 +116,7 @@ def enroll_device(conf: cfg.Config, gateway: str, token: enroll.BootstrapToken) 
         key_pem=key_pem,
         response=response,
         instance_id=instance,
+        now=clock.time(),
     )
     return {
         "namespace": response.namespace,

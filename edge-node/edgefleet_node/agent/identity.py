@@ -76,11 +76,14 @@ def make_key_and_csr(namespace: str, device: str) -> tuple[bytes, bytes]:
     return key_pem, csr.public_bytes(serialization.Encoding.PEM)
 
 
-def renew_at(cert: x509.Certificate, rng: random.Random | None = None) -> float:
-    """A moment at 70-90 % of the certificate's lifetime, jittered per device."""
-    start = cert.not_valid_before_utc.timestamp()
+def renew_at(cert: x509.Certificate, now: float, rng: random.Random | None = None) -> float:
+    """A moment at 70-90 % of the certificate's remaining lifetime from ``now`` (gateway
+    time), jittered per device. From ``now``, not from ``notBefore``: issuers backdate
+    ``notBefore`` for slow clocks, which would put a short-lived certificate's renewal
+    in the past and renew it on every turn."""
     end = cert.not_valid_after_utc.timestamp()
-    return start + (end - start) * (rng or random.SystemRandom()).uniform(0.7, 0.9)
+    start = max(now, cert.not_valid_before_utc.timestamp())
+    return start + max(end - start, 0.0) * (rng or random.SystemRandom()).uniform(0.7, 0.9)
 
 
 def _leaf(chain_pem: bytes) -> x509.Certificate:
@@ -90,8 +93,11 @@ def _leaf(chain_pem: bytes) -> x509.Certificate:
         raise IdentityError(f"the certificate is not PEM: {exc}") from exc
 
 
-def save_credentials(state: store.StateDir, key_pem: bytes, response: enroll.EnrollResponse) -> int:
-    """Store key + certificate (one atomic file) and update identity.json; the serial."""
+def save_credentials(
+    state: store.StateDir, key_pem: bytes, response: enroll.EnrollResponse, now: float
+) -> int:
+    """Store key + certificate (one atomic file) and update identity.json; the serial.
+    ``now`` is gateway time (:class:`~edgefleet_node.agent.clock.Clock`)."""
     cert = _leaf(response.certificate_pem)
     store.atomic_write(
         state.identity / "client.pem", key_pem + enroll.bundle([response.certificate_pem]), 0o600
@@ -102,7 +108,7 @@ def save_credentials(state: store.StateDir, key_pem: bytes, response: enroll.Enr
             "namespace": response.namespace,
             "device": response.device,
             "notAfter": response.not_after,
-            "renewAt": renew_at(cert),
+            "renewAt": renew_at(cert, now),
             "serial": cert.serial_number,
         }
     )
@@ -123,6 +129,7 @@ def save_enrolment(
     key_pem: bytes,
     response: enroll.EnrollResponse,
     instance_id: str,
+    now: float,
 ) -> None:
     """Everything a first enrolment (or a re-enrolment with a new token) stores."""
     state.ensure()
@@ -140,7 +147,7 @@ def save_enrolment(
     save_trust(state, trust)
     previous.update({"gateway": gateway, "platform": platform, "instanceId": instance_id})
     store.write_json(state.identity / "identity.json", previous, 0o600)
-    save_credentials(state, key_pem, response)
+    save_credentials(state, key_pem, response, now)
 
 
 def instance_id(state: store.StateDir) -> str:

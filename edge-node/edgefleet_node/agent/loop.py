@@ -176,7 +176,9 @@ class Agent:
                 limit=2 * dsse.MAX_ENVELOPE + 1024,
             )
         except UnreachableError as exc:
-            self._offline("Offline", str(exc))
+            # A gateway may refuse an expired client certificate in the TLS handshake.
+            expired = self.clock.time() > self.identity.not_after.timestamp()
+            self._offline("CertificateExpired" if expired else "Offline", str(exc))
             return
         except GatewayError as exc:
             expired = self.clock.time() > self.identity.not_after.timestamp()
@@ -326,7 +328,7 @@ class Agent:
             answer = enroll.EnrollResponse.from_bytes(response.body)
         except (UnreachableError, GatewayError, wire.ProtocolError):
             return  # try again next turn; the old certificate is still valid
-        serial = identity.save_credentials(self.state, key_pem, answer)
+        serial = identity.save_credentials(self.state, key_pem, answer, self.clock.time())
         self.log.info(
             "certificate renewed", **self._where, serial=f"{serial:x}", not_after=answer.not_after
         )
