@@ -13,6 +13,7 @@ alternating direct and proxied runs. Prints a Markdown table of medians.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -84,6 +85,18 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _children_cpu() -> float:
+    """CPU seconds of the finished curl processes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds of a running process (the registry), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the blob in MB (10^6 B)")
@@ -107,12 +120,17 @@ def main() -> int:
         with serve_oci(gw, reg.url, reg.ca_path, devices, use_uvloop=not args.asyncio) as app:
             gateway_tls = ("--cacert", str(ca), "--cert", str(crt), "--key", str(keyfile))
             _curl(app.url + path, *gateway_tls)  # warm: reachability and connections
-            cpu = 0.0
+            assert reg._service is not None
+            pid = reg._service.process.pid
+            cpu = {"gateway": 0.0, "direct": 0.0, "proxied": 0.0}
             for _ in range(args.runs):
+                start = _process_cpu(pid) + _children_cpu()
                 direct.append(_curl(reg.url + path, "--cacert", str(reg.ca_path)))
-                before = _cpu()
+                cpu["direct"] += _process_cpu(pid) + _children_cpu() - start
+                start, gateway = _process_cpu(pid) + _children_cpu(), _cpu()
                 proxied.append(_curl(app.url + path, *gateway_tls))
-                cpu += _cpu() - before
+                cpu["gateway"] += _cpu() - gateway
+                cpu["proxied"] += _process_cpu(pid) + _children_cpu() - start + _cpu() - gateway
         sizes = {size for _, size in direct + proxied}
         if len(sizes) != 1:
             print(f"downloads differ in size: {sorted(sizes)}", file=sys.stderr)
@@ -126,8 +144,12 @@ def main() -> int:
         print(f"| the same through the gateway /v2/ (mTLS, {loop}), median of {args.runs} "
               f"| {p:.0f} MB/s | — |")  # fmt: skip
         print(f"|   gateway ÷ registry | {p / d:.2f} | goal ≥ 0.8 |")
-        per_gb = cpu / (size * args.runs / 1e9)
-        print(f"| gateway CPU per GB proxied ({loop}) | {per_gb:.2f} s | — |")
+        gb = size * args.runs / 1e9
+        print(f"| gateway CPU per GB proxied ({loop}) | {cpu['gateway'] / gb:.2f} s | — |")
+        print(
+            f"| CPU per GB, all processes (registry + gateway + curl) | "
+            f"{cpu['proxied'] / gb:.2f} s | direct (registry + curl): {cpu['direct'] / gb:.2f} s |"
+        )
     return 0
 
 
