@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -362,3 +363,83 @@ def _workload(fleet: Fleet, device: str) -> Any:
         manifest_digest=want["imageDigest"],
         platform=PLATFORM,
     )
+
+
+def test_renewal_then_revocation_and_the_way_back(
+    fleet, gateway, registry_client, signing_key, tmp_path
+) -> None:
+    """Renewal (forced due: the gateway's shortest lifetime is 10 minutes), then the
+    certificate refused (revoked; an expired one takes the same way back, tested
+    against the stand-in in the unit tests), then a new token: the workload stays."""
+    from edgefleet_node.agent import identity
+
+    image = push_image(
+        registry_client,
+        f"edgefleet/models/{fleet.namespace}/cam",
+        signing_key,
+        platforms=(PLATFORM,),
+    )
+    url = f"https://127.0.0.1:{gateway.port}"
+    state = _enrol(fleet, "dev-5", url, tmp_path / "s")
+    first = identity.load(state)
+    doc = store.read_json(state.identity / "identity.json") or {}
+    doc["renewAt"] = time.time() - 1  # due now
+    store.write_json(state.identity / "identity.json", doc, 0o600)
+    _set_desired(fleet, "dev-5", 1, image, "cam", "1.0.0")
+    rt = SimulatedRuntime()
+    with _Running(state, rt):
+        fleet.wait_condition("dev-5", "Ready", "True", timeout=60)
+        wait_until(
+            lambda: identity.load(state).serial != first.serial,
+            timeout=30,
+            what="certificate renewed",
+        )
+        renewed = identity.load(state)
+        assert renewed.renew_at > time.time()
+        wait_until(
+            lambda: _serial(fleet, "dev-5") == renewed.serial,
+            timeout=30,
+            what="the gateway saw the renewed certificate in use",
+        )
+        (workload,) = rt.running()
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "edgefleet"),
+                "device",
+                "revoke",
+                "dev-5",
+                "-n",
+                fleet.namespace,
+                "--kubeconfig",
+                str(fleet.cp.kubeconfig),
+            ],
+            check=True,
+        )
+        wait_until(
+            lambda: (store.read_json(state.status) or {}).get("refused") is True,
+            timeout=30,
+            what="the agent sees the refusal",
+        )
+        shown = cli.status(agent_config.Config(state_dir=state.root))
+        assert "edgefleet-node enroll" in shown["hint"]
+        assert rt.running() == [workload]
+        cli.enroll_device(
+            agent_config.Config(state_dir=state.root, platform=PLATFORM),
+            url,
+            enroll.BootstrapToken.parse(fleet.token("dev-5")),
+        )
+        wait_until(lambda: _connection(state) == "Online", timeout=30, what="Online again")
+        fleet.wait_condition("dev-5", "Enrolled", "True", timeout=30)
+        fleet.wait_condition("dev-5", "Ready", "True", timeout=60)
+        assert rt.running() == [workload]
+        assert rt.started == [workload]  # never restarted
+
+
+def _serial(fleet: Fleet, device: str) -> int:
+    enrollment = (fleet.get(device).get("status") or {}).get("enrollment") or {}
+    return int(str(enrollment.get("certificateSerial") or "0"), 16)
+
+
+def _connection(state: store.StateDir) -> str | None:
+    doc = store.read_json(state.status) or {}
+    return doc.get("connection")

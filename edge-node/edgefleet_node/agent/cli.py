@@ -208,11 +208,13 @@ def status(conf: cfg.Config) -> dict[str, Any]:
         ],
         "previousImages": record.get("previous", []),
     }
-    if out["connection"] == "CertificateExpired":
+    if out["connection"] == "CertificateExpired" or doc.get("refused"):
         out["hint"] = (
-            "the client certificate expired while offline: create a token with "
-            "`edgefleet token create DEVICE` and run `edgefleet-node enroll "
-            "--gateway URL --token TOKEN`; running workloads are kept"
+            f"the gateway refuses this device's certificate ({out['connection']}); running "
+            "workloads are kept. If it expired or was revoked: create a token with "
+            "`edgefleet token create DEVICE` and run `edgefleet-node enroll --gateway URL "
+            "--token TOKEN` (the agent may keep running). If the device is suspended, "
+            "ask the fleet's administrator."
         )
     return out
 

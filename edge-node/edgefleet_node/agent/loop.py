@@ -75,6 +75,7 @@ class Agent:
         )
         self.reporter.use(self.client)
         self.connection = "Starting"
+        self.refused = False  # the gateway said 401/403 to the last poll
         self.last_contact: float | None = status.get("lastContact")
         self._backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap)
         self._retry_at: float | None = None
@@ -182,8 +183,8 @@ class Agent:
             return
         except GatewayError as exc:
             expired = self.clock.time() > self.identity.not_after.timestamp()
-            state = "CertificateExpired" if expired or exc.status == 401 else exc.reason
-            self._offline(state, str(exc))
+            self.refused = exc.status in (401, 403)  # e.g. CertificateInvalid, Revoked
+            self._offline("CertificateExpired" if expired else exc.reason, str(exc))
             return
         self._online()
         if response.status == 304:
@@ -275,6 +276,7 @@ class Agent:
 
     def _online(self) -> None:
         first = self.connection != "Online"
+        self.refused = False
         if first:
             self.log.info("gateway reached", **self._where, gateway=self.identity.gateway)
         self.connection = "Online"

@@ -65,6 +65,7 @@ def write_status(agent: Agent, workloads: list[proto_report.WorkloadStatus]) -> 
         agent.state.status,
         {
             "connection": agent.connection,
+            "refused": agent.refused,
             "lastContact": agent.last_contact,
             "clockOffset": agent.clock.offset,
             "heldVersion": agent.held.version if agent.held else None,
