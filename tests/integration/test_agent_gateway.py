@@ -443,3 +443,59 @@ def _serial(fleet: Fleet, device: str) -> int:
 def _connection(state: store.StateDir) -> str | None:
     doc = store.read_json(state.status) or {}
     return doc.get("connection")
+
+
+def _forge_signature(registry_client, image: PushedImage, key, claim: str) -> None:
+    """Replace the platform manifest's signature with a valid one of ``claim``."""
+    from edgefleet.domain import oci, signing
+
+    digest = image.manifests[PLATFORM]
+    payload = signing.build_payload(f"{registry_client.host}/{image.repository}", claim)
+    layer = signing.signature_layer(payload, signing.sign_payload(key, payload))
+    sig = signing.signature_image([layer])
+    registry_client.push_blob(image.repository, oci.Blob(payload, layer.media_type))
+    registry_client.push_blob(image.repository, sig.config)
+    registry_client.put_manifest(image.repository, signing.signature_tag(digest), sig.manifest)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("foreign-key", "SignatureInvalid"),
+        ("signed-other-digest", "SignatureInvalid"),
+        ("corrupt-on-registry-disk", "BlobDigestMismatch"),
+    ],
+)
+def test_a_bad_image_from_the_registry_changes_nothing(
+    fleet, gateway, registry, registry_client, signing_key, tmp_path, fault, reason
+) -> None:
+    from edgefleet.domain import signing
+
+    repo = f"edgefleet/models/{fleet.namespace}/cam"
+    good = push_image(registry_client, repo, signing_key, platforms=(PLATFORM,), text="good")
+    key = signing.generate_key() if fault == "foreign-key" else signing_key
+    bad = push_image(
+        registry_client, repo, key, platforms=(PLATFORM,), text="bad", big_layer_bytes=1024 * 1024
+    )
+    if fault == "signed-other-digest":
+        _forge_signature(registry_client, bad, signing_key, claim=good.manifests[PLATFORM])
+    elif fault == "corrupt-on-registry-disk":
+        hexd = (bad.big_layer or "")[7:]
+        data = registry.storage_dir / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+        raw = bytearray(data.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        data.write_bytes(bytes(raw))
+    state = _enrol(fleet, "dev-6", f"https://127.0.0.1:{gateway.port}", tmp_path / "s")
+    _set_desired(fleet, "dev-6", 1, good, "cam", "1")
+    rt = SimulatedRuntime()
+    with _Running(state, rt):
+        fleet.wait_condition("dev-6", "Ready", "True", timeout=60)
+        _set_desired(fleet, "dev-6", 2, bad, "cam", "2")
+        wait_until(
+            lambda: (fleet.condition("dev-6", "UpdateFailed") or {}).get("reason") == reason,
+            timeout=60,
+            what=f"UpdateFailed {reason}",
+        )
+        assert [i.manifest_digest for i in rt.running()] == [good.manifests[PLATFORM]]
+        assert not any(i.manifest_digest == bad.manifests[PLATFORM] for i in rt.started)
+    assert not state.blob(bad.big_layer or "").exists()
