@@ -18,6 +18,7 @@ agent and runtime, not rollout planning.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import ssl
@@ -38,6 +39,7 @@ from edgefleet.clients.imagebuilder import BuilderSettings, ImageBuilder
 from edgefleet.domain import nodeimage, signing
 from edgefleet.testing.models import ModelFixture, make_mlp
 from edgefleet.testing.procs import Service, free_port, wait_until
+from edgefleet_node.agent.docker_runtime import image_tag
 from edgefleet_node.agent.workload_http import request
 
 GATEWAY_NS = "edgefleet-system"
@@ -357,6 +359,13 @@ def test_agent_in_a_container_runs_a_signed_model_and_survives_faults(
             print(agent.logs(tail=60).decode(errors="replace"))
             agent.remove(force=True)
         volume.remove(force=True)
+        # the images this test put into the engine: the agent's and the workloads'
+        for build in (models.good_build, models.bad_build):
+            for image in build.images:
+                with contextlib.suppress(docker.errors.ImageNotFound):
+                    docker_client.images.remove(image_tag(image.digest), force=True)
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(agent_image[platform], force=True)
         crds.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 

@@ -44,8 +44,10 @@ runtime.prepare(workload, image)
 instance = runtime.start(workload, {"SITE": "lab"})
 result = runtime.probe(instance, workload.probe, time.monotonic() + float(doc["seconds"]))
 adopted = DockerRuntime().running()
+import platform
 print(json.dumps({
-    "healthy": result.healthy, "reason": result.reason, "message": result.message,
+    "machine": platform.machine(), "healthy": result.healthy,
+    "reason": result.reason, "message": result.message,
     "port": instance.port, "adopted": [i.id for i in adopted], "id": instance.id,
     "metrics": runtime.metrics(instance).to_json() if result.healthy else None,
 }))
@@ -53,11 +55,12 @@ print(json.dumps({
 
 
 @pytest.fixture(scope="module")
-def agent_image(registry_client, base_index, signing_key, builder_cache) -> str:
+def agent_image(registry_client, base_index, signing_key, builder_cache) -> dict[str, str]:
     builder = appbuilder.AppImageBuilder(registry_client, signing_key, builder_cache / "app")
     repo = f"edgefleet/node-rt-{uuid.uuid4().hex[:6]}"
     result = appbuilder.build_node_image(builder, repo, PLATFORMS, tags=["test"])
-    return f"{result.repository}@{result.index_digest}"
+    # by platform manifest: docker 20.10 keeps one local image per index reference
+    return {i.platform: f"{result.repository}@{i.digest}" for i in result.images}
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +116,9 @@ def test_runtime_in_the_agent_container_runs_a_model(
         "mediaTypes": list(image.layer_media_types), "platform": platform,
         "seconds": 240 if platform == "linux/arm64" else 90,
     }  # fmt: skip
-    client.images.pull(agent_image, platform=platform)
-    agent = client.images.get(agent_image)
+    client.images.pull(agent_image[platform], platform=platform)
+    agent = client.images.get(agent_image[platform])
+    assert agent.attrs["Architecture"] == platform.split("/")[1]
     try:
         output = client.containers.run(
             agent.id,
@@ -133,6 +137,7 @@ def test_runtime_in_the_agent_container_runs_a_model(
         )
         result = json.loads(output.decode().strip().splitlines()[-1])
         assert result["healthy"], result
+        assert result["machine"] == {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}[platform]
         assert result["adopted"] == [result["id"]]
         assert result["metrics"]["requests"] >= 1
         workload_container = client.containers.get(result["id"])
@@ -144,5 +149,6 @@ def test_runtime_in_the_agent_container_runs_a_model(
             all=True, filters={"label": f"io.edgefleet.workload={name}"}
         ):
             c.remove(force=True)
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            client.images.remove(image.config_digest, force=True)
+        for reference in (image.config_digest, agent_image[platform]):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client.images.remove(reference, force=True)
