@@ -60,16 +60,19 @@ def _child(args: dict[str, Any]) -> None:
             "source": {"url": {"url": args["url"], "sha256": args["sha256"]}},
         }
     )
-    steps: list[tuple[float, str]] = []
+    steps: list[tuple[float, str, int]] = []
     start = time.monotonic()
+
+    def step(message: str) -> None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        steps.append((time.monotonic() - start, message, peak))
+
     with (
         RegistryClient(args["registry"], ca_bundle=args["ca"]) as registry,
         httpx.Client(timeout=120) as http,
     ):
         builder = ImageBuilder(registry, signing.generate_key(), settings, http=http)
-        result = builder.build(
-            "bench", "large", spec, progress=lambda m: steps.append((time.monotonic() - start, m))
-        )
+        result = builder.build("bench", "large", spec, progress=step)
     print(
         json.dumps(
             {
@@ -174,8 +177,8 @@ def main() -> int:
     print(f"| RSS before the build (imports, clients) | {before:.0f} MiB |")
     print(f"| build time (download, layer, push, sign) | {result['build_seconds']:.0f} s |")
     print(f"| bytes uploaded | {result['bytes_uploaded'] / mib:.0f} MiB |")
-    for at, step in result["steps"]:
-        print(f"|   {at:6.1f} s | {step[:90]} |")
+    for at, step, peak_kib in result["steps"]:
+        print(f"|   {at:6.1f} s, peak so far {peak_kib / 1024:.0f} MiB | {step[:80]} |")
     return 0
 
 

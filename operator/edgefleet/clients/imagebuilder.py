@@ -227,13 +227,18 @@ class ImageBuilder:
         return registry_for
 
     def _weights(self, spec: InferenceModelSpec, reg: RegistryClient) -> modelsource.ModelFile:
-        return modelsource.fetch_model(
-            spec.source,
-            self._settings.cache_dir / "models",
-            http=self._http,
-            registry_for=self._source_registry(reg),
-            max_bytes=self._settings.max_model_bytes,
-        )
+        try:
+            return modelsource.fetch_model(
+                spec.source,
+                self._settings.cache_dir / "models",
+                http=self._http,
+                registry_for=self._source_registry(reg),
+                max_bytes=self._settings.max_model_bytes,
+            )
+        except FailureError as exc:
+            raise _build_error(exc) from exc
+        except (RegistryError, oci.OCIError) as exc:
+            raise _build_error(in_context(exc, "model source")) from exc
 
     def _sign(self, reg: RegistryClient, repo: str, digest: str) -> str:
         try:
@@ -308,6 +313,10 @@ def _copy_blob(reg: RegistryClient, source_repo: str, repo: str, desc: oci.Descr
         return
     data = reg.get_blob(source_repo, desc.digest)
     reg.push_blob(repo, oci.Blob(data, desc.media_type))
+
+
+def _build_error(failure: FailureError) -> BuildError:
+    return BuildError(failure.reason, failure.message, permanent=failure.permanent)
 
 
 def _runtime(platform: str) -> runtime_pins.RuntimePins:

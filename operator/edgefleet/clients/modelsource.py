@@ -99,7 +99,7 @@ def _download(
                             f"GET {url} answered HTTP {response.status_code}",
                             permanent=response.status_code in (401, 403, 410),
                         )
-                    for chunk in response.iter_bytes(_CHUNK):
+                    for chunk in response.iter_bytes():
                         size += len(chunk)
                         if size > max_bytes:
                             raise ModelSourceError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TypedDict, Unpack
 
@@ -45,7 +45,7 @@ class CallOptions(_Required, total=False):
 
     limit: int
     params: dict[str, str] | None
-    content: bytes | None
+    content: bytes | Iterator[bytes] | None
     headers: dict[str, str] | None
     sink: Sink | None
 
@@ -128,7 +128,7 @@ class RegistryTransport:
         ok: Collection[int],
         limit: int = _MAX_ERROR_BODY,
         params: dict[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | Iterator[bytes] | None = None,
         headers: dict[str, str] | None = None,
         sink: Sink | None = None,
     ) -> tuple[httpx.Response, bytes]:
