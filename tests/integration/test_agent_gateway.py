@@ -499,3 +499,34 @@ def test_a_bad_image_from_the_registry_changes_nothing(
         assert [i.manifest_digest for i in rt.running()] == [good.manifests[PLATFORM]]
         assert not any(i.manifest_digest == bad.manifests[PLATFORM] for i in rt.started)
     assert not state.blob(bad.big_layer or "").exists()
+
+
+@pytest.mark.parametrize("years", [5, -5])
+def test_a_device_clock_far_off_uses_gateway_time(
+    fleet, gateway, registry_client, signing_key, tmp_path, years
+) -> None:
+    from edgefleet_node.agent.clock import Clock
+
+    shift = years * 365 * 86400.0
+    image = push_image(
+        registry_client,
+        f"edgefleet/models/{fleet.namespace}/cam",
+        signing_key,
+        platforms=(PLATFORM,),
+    )
+    state = _enrol(fleet, "dev-7", f"https://127.0.0.1:{gateway.port}", tmp_path / "s")
+    _set_desired(fleet, "dev-7", 1, image, "cam", "1")
+    clock = Clock(wall=lambda: time.time() + shift)
+    agent = Agent(state, SimulatedRuntime(), SETTINGS, clock)
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        fleet.wait_condition("dev-7", "Ready", "True", timeout=60)
+        assert abs(clock.offset + shift) < 60  # the gateway's Date corrected it
+        skew = {c.type: c for c in agent.reporter.conditions()}["ClockSkew"]
+        assert (skew.status, skew.reason) == ("True", "DeviceClockWrong")
+        # Renewal is judged by gateway time: not due, whatever the device clock says.
+        assert agent.identity.renew_at > clock.time() > agent.identity.renew_at - 7 * 86400
+    finally:
+        agent.stop()
+        thread.join(timeout=15)
