@@ -8,6 +8,7 @@ them); secrets come from files or Secrets, never from arguments, and are never l
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import socket
@@ -148,9 +149,16 @@ def build_registry(cfg: OperatorConfig, api: client.ApiClient) -> kopf.OperatorR
     if "inferencemodels" in cfg.controllers:
         inferencemodel.register(kopf_registry, inferencemodel.ModelReconciler(builder, objects))
     if "rollouts" in cfg.controllers:
+        # Its own client: a connection pool as large as its parallel device writes.
+        conf = copy.copy(api.configuration)
+        conf.connection_pool_maxsize = rollout.WRITERS
+        writer = client.ApiClient(conf)
         rollout.register(
             kopf_registry,
-            rollout.RolloutController(RolloutApi(objects, core), cfg.watch_namespaces),
+            rollout.RolloutController(
+                RolloutApi(client.CustomObjectsApi(writer), client.CoreV1Api(writer)),
+                cfg.watch_namespaces,
+            ),
         )
 
     @kopf.on.login(registry=kopf_registry)

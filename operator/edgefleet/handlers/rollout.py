@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -33,9 +34,9 @@ from edgefleet.api.inferencemodel import InferenceModel
 from edgefleet.api.rollout import Rollout, RolloutStatus
 from edgefleet.clients.rolloutapi import RolloutApi
 from edgefleet.domain.conditions import set_condition
-from edgefleet.domain.rollout import World, decide
+from edgefleet.domain.rollout import DeviceWrite, World, decide
 
-__all__ = ["FleetCache", "RolloutController", "register"]
+__all__ = ["WRITERS", "FleetCache", "RolloutController", "register"]
 
 log = structlog.get_logger("edgefleet.rollouts")
 
@@ -47,6 +48,8 @@ _KINDS: dict[str, type[pydantic.BaseModel]] = {
 }
 #: The longest a time-based gate waits past its moment.
 TICK = 1.0
+#: Concurrent device writes (the API client's connection pool must be at least this).
+WRITERS = 8
 
 
 def _plain(body: Any) -> dict[str, Any]:
@@ -123,6 +126,8 @@ class RolloutController:
         self.cache = FleetCache()
         self.clock = clock
         self.wake = asyncio.Event()
+        # Device writes of one pass go out in parallel (distinct objects).
+        self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="rollout-write")
 
     def sync(self) -> None:
         """List every kind into the cache (at start-up, before the first pass)."""
@@ -162,19 +167,7 @@ class RolloutController:
             bound.exception("rollout pass failed")
             self._write_status(ro, _internal_error(ro, exc), bound)
             return
-        applied = 0
-        for write in decision.writes:
-            try:
-                self.cache.put("edgedevices", self.api.apply_device(write))
-            except client.ApiException as exc:
-                bound.warning(
-                    "device write failed, retrying next pass",
-                    device=write.name,
-                    write=write.kind,
-                    status=exc.status,
-                )
-                break
-            applied += 1
+        applied = sum(self._pool.map(lambda w: self._apply(w, bound), decision.writes))
         self._write_status(ro, decision.status, bound)
         for event in decision.events:
             self.api.post_event(ro, event)
@@ -186,6 +179,19 @@ class RolloutController:
                 writes=applied,
                 events=[e.reason for e in decision.events],
             )
+
+    def _apply(self, write: DeviceWrite, bound: Any) -> bool:
+        try:
+            self.cache.put("edgedevices", self.api.apply_device(write))
+        except client.ApiException as exc:
+            bound.warning(
+                "device write failed, retrying next pass",
+                device=write.name,
+                write=write.kind,
+                status=exc.status,
+            )
+            return False
+        return True
 
     def _write_status(self, ro: Rollout, status: RolloutStatus, bound: Any) -> None:
         if ro.status is not None and ro.status.wire() == status.wire():

@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,7 +53,7 @@ class _Device:
     name: str
     online: bool = True
     running: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> current entry
-    seen_revision: int = -1
+    seen_revision: int = 0
     failed: tuple[str, str] | None = None  # UpdateFailed (reason, message)
     notified_at: dict[int, float] = field(default_factory=dict)  # revision -> monotonic
     ready_at: dict[int, float] = field(default_factory=dict)
@@ -69,6 +70,7 @@ class FakeFleet:
         delay: float = 0.0,
         outcome: Callable[[str, dict[str, Any]], Outcome] = lambda name, workload: "Healthy",
         p95_latency_ms: float | None = 5.0,
+        workers: int = 1,
     ) -> None:
         self.objects = client.CustomObjectsApi(api)
         self.namespace = namespace
@@ -83,6 +85,7 @@ class FakeFleet:
         self._threads: list[threading.Thread] = []
         self._watch: watch.Watch | None = None
         self.reports = 0
+        self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
 
     # -- devices -----------------------------------------------------------------
     def create(self, names: Iterable[str], labels: dict[str, str], platform: str) -> None:
@@ -128,6 +131,8 @@ class FakeFleet:
             self._watch.stop()  # type: ignore[no-untyped-call]
         for thread in self._threads:
             thread.join(timeout=10)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _watcher(self) -> None:
         while not self._stop.is_set():
@@ -172,7 +177,10 @@ class FakeFleet:
                         break
                     _, name = heapq.heappop(self._due)
                 if name in desired and self.devices[name].online:
-                    self._follow(name, desired[name])
+                    if self._pool is not None:
+                        self._pool.submit(self._follow, name, desired[name])
+                    else:
+                        self._follow(name, desired[name])
 
     def _follow(self, name: str, status: dict[str, Any]) -> None:
         dev = self.devices[name]
@@ -229,6 +237,8 @@ class FakeFleet:
             "metadata": {"name": name, "namespace": self.namespace},
             "status": status,
         }
+        with self._lock:
+            self.reports += 1  # attempts, so the API server's count can be split by writer
         self.objects.patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
@@ -240,4 +250,3 @@ class FakeFleet:
             force=True,
             _content_type=_APPLY,
         )
-        self.reports += 1
