@@ -297,4 +297,10 @@ CASES: tuple[Case, ...] = (
         _set(f"{_STEPS}.0", {"setWeight": 10, "weight": 10}),
         "weight",
     ),
+    Case(
+        "rollout-min-failed-devices-zero",
+        R,
+        _set("spec.minFailedDevices", 0),
+        "spec.minFailedDevices",
+    ),
 )

@@ -44,8 +44,11 @@ def rollout_lines(obj: Mapping[str, Any]) -> list[str]:
         f"  lost {counts.get('lost', 0)}  skipped {counts.get('skipped', 0)}",
     ]
     current = status.get("currentStep", 0)
-    for wave in status.get("waves") or []:
-        marker = ">" if wave.get("step") == current else " "
+    waves = status.get("waves") or []
+    # The wave the rollout is in, or the last one it finished (when it pauses after it).
+    active = max((w.get("step", 0) for w in waves if w.get("step", 0) <= current), default=0)
+    for wave in waves:
+        marker = ">" if wave.get("step") == active else " "
         size = wave.get("devices", 0)
         lines.append(
             f" {marker} step {wave.get('step'):>2} {wave.get('weight'):>3}%"
