@@ -6,10 +6,12 @@ and the real Docker engine pulls through it with the device's certificate in cer
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tracemalloc
@@ -176,21 +178,29 @@ def test_no_certificate_or_a_foreign_one_gets_nothing(gateway, images, tmp_path)
         http.get("/v2/").raise_for_status()
 
 
-def test_blobs_stream_in_bounded_memory_and_are_counted(registry_client, registry, tmp_path):
+@pytest.fixture(scope="module")
+def big(registry_client, registry, tmp_path_factory):
+    """An image with a 48 MiB layer, and a device (certificate, CA) assigned to it."""
     key = signing.generate_key()
-    size = 48 * 1024 * 1024
     image = push_image(
-        registry_client, f"edgefleet/big/{uuid.uuid4().hex[:8]}", key, big_layer_bytes=size
+        registry_client, f"edgefleet/big/{uuid.uuid4().hex[:8]}", key, big_layer_bytes=48 << 20
     )
     gw = gateway_pki.ephemeral(["127.0.0.1"], [signing.public_key_pem(key)])
-    devices = {(NS, "dev-a"): [Assignment(image.repository, (image.index_digest,), "linux/amd64")]}
-    crt, keyfile = _device(gw, "dev-a", tmp_path)
-    ca = tmp_path / "ca.crt"
+    tmp = tmp_path_factory.mktemp("big")
+    crt, keyfile = _device(gw, "dev-a", tmp)
+    ca = tmp / "ca.crt"
     ca.write_bytes(gw.gateway_ca_bundle())
+    devices = {(NS, "dev-a"): [Assignment(image.repository, (image.index_digest,), "linux/amd64")]}
+    return image, gw, devices, _tls(ca, (crt, keyfile))
+
+
+def test_blobs_stream_in_bounded_memory_and_are_counted(big, registry):
+    image, gw, devices, tls = big
+    size = 48 << 20
     with serve_oci(gw, registry.url, registry.ca_path, devices) as app:
         digest = hashlib.sha256()
         received = 0
-        with httpx.Client(base_url=app.url, verify=_tls(ca, (crt, keyfile)), timeout=60) as http:
+        with httpx.Client(base_url=app.url, verify=tls, timeout=60) as http:
             http.get("/v2/").raise_for_status()  # warm the reachability cache first
             before = app.counter.total
             tracemalloc.start()
@@ -210,6 +220,34 @@ def test_blobs_stream_in_bounded_memory_and_are_counted(registry_client, registr
         assert peak < 16 * 1024 * 1024, (
             f"peak Python memory {peak} bytes for a {received}-byte blob"
         )
+        assert app.stalls.total == 0
+
+
+def test_a_device_that_stops_reading_is_cut_off_and_can_resume(big, registry):
+    image, gw, devices, tls = big
+    path = f"/v2/{image.repository}/blobs/{image.big_layer}"
+    with serve_oci(gw, registry.url, registry.ca_path, devices, stall_timeout=1) as app:
+        raw = socket.create_connection(("127.0.0.1", app.port), timeout=30)
+        with tls.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: gw\r\n\r\n".encode())
+            head = conn.recv(65536)
+            assert head.startswith(b"HTTP/1.1 200")
+            # Stop reading: the socket buffers fill, the gateway's write cannot drain.
+            wait_until(lambda: app.stalls.total == 1, timeout=30, what="the stall noticed")
+            received = len(head)
+            with contextlib.suppress(OSError):  # EOF or a reset: either way, cut off
+                while chunk := conn.recv(1 << 20):
+                    received += len(chunk)
+        assert received < 48 << 20
+        with httpx.Client(base_url=app.url, verify=tls, timeout=60) as http:  # resumes
+            tail = http.get(path, headers={"Range": f"bytes={(48 << 20) - 10}-"})
+            assert tail.status_code == 206
+            assert len(tail.content) == image_size(image, http) - ((48 << 20) - 10)
+
+
+def image_size(image, http) -> int:
+    head = http.head(f"/v2/{image.repository}/blobs/{image.big_layer}")
+    return int(head.headers["Content-Length"])
 
 
 def _host_address() -> str | None:

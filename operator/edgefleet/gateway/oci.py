@@ -14,6 +14,7 @@ API, ``docker pull`` and containerd with the device's certificate in ``certs.d``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -77,7 +78,10 @@ class OciProxy:
 
     ``authorise(request)`` returns the images the requesting device may pull (raising
     the gateway's own error for an unknown or locked-out device); ``on_bytes`` is told
-    every chunk streamed (``GatewayMetrics.bytes_proxied.inc``).
+    every chunk streamed (``GatewayMetrics.bytes_proxied.inc``). A device that stops
+    reading for ``stall_timeout`` seconds loses the connection (slow retrieval must not
+    hold a registry connection and the gateway's buffers forever; ``on_stall(1)`` is
+    told); it resumes with ``Range``.
     """
 
     def __init__(
@@ -87,11 +91,15 @@ class OciProxy:
         *,
         on_bytes: Callable[[float], None] | None = None,
         reach: Reachability | None = None,
+        stall_timeout: float = 60.0,
+        on_stall: Callable[[float], None] | None = None,
     ) -> None:
         self.reader = reader
         self.reach = reach or Reachability(reader.manifest)
         self._authorise = authorise
         self._on_bytes = on_bytes or ByteCounter()
+        self._stall = stall_timeout
+        self._on_stall = on_stall or ByteCounter()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -179,7 +187,16 @@ class OciProxy:
             return response
         try:
             async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
+                try:
+                    async with asyncio.timeout(self._stall):
+                        await response.write(chunk)
+                except TimeoutError:
+                    log.warning("device stalled a blob download", digest=digest,
+                                stall_seconds=self._stall)  # fmt: skip
+                    if request.transport is not None:
+                        request.transport.abort()
+                    self._on_stall(1)
+                    return response
                 self._on_bytes(len(chunk))
         except (aiohttp.ClientError, TimeoutError) as exc:
             # Headers are out: cut the connection; the client resumes with Range.

@@ -14,7 +14,7 @@ import asyncio
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -33,6 +33,7 @@ class OciApp:
     counter: ByteCounter
     tls: ServerTls
     address: str = "127.0.0.1"
+    stalls: ByteCounter = field(default_factory=ByteCounter)
 
     @property
     def host(self) -> str:
@@ -58,13 +59,14 @@ def serve_oci(
     *,
     address: str = "127.0.0.1",
     use_uvloop: bool = False,
+    stall_timeout: float = 60.0,
 ) -> Iterator[OciApp]:
     """Serve on ``address`` (loopback by default; Docker treats 127.0.0.0/8 as an
     insecure registry and then ignores ``certs.d``, so its test binds the host's own
     non-loopback address — traffic still never leaves the machine); ``use_uvloop`` runs
     it on uvloop, as the gateway does."""
     tls = ServerTls(pki)
-    counter = ByteCounter()
+    counter, stalls = ByteCounter(), ByteCounter()
     loop: asyncio.AbstractEventLoop
     if use_uvloop:
         import uvloop
@@ -87,7 +89,9 @@ def serve_oci(
 
     async def start() -> None:
         reader = RegistryReader(registry_url, ca_bundle=registry_ca)
-        proxy = OciProxy(reader, authorise, on_bytes=counter)
+        proxy = OciProxy(
+            reader, authorise, on_bytes=counter, stall_timeout=stall_timeout, on_stall=stalls
+        )
         app = web.Application()
         app.add_routes(proxy.routes())
         runner = web.AppRunner(app, access_log=None)
@@ -115,7 +119,7 @@ def serve_oci(
         thread.join(10)
         raise RuntimeError(f"the OCI app did not start: {state.get('error')!r}")
     try:
-        yield OciApp(int(str(state["port"])), counter, tls, address)
+        yield OciApp(int(str(state["port"])), counter, tls, address, stalls)
     finally:
 
         async def stop() -> None:
