@@ -2,7 +2,9 @@
 
 ``edgefleet image build-node`` builds the edge-node agent's multi-arch image
 (:func:`edgefleet.clients.appbuilder.build_node_image`) on the base index in the
-registry, signs it with a cosign-format key and prints the result as JSON::
+registry, signs it with a cosign-format key and prints the result as JSON;
+``edgefleet image build-control-plane`` does the same for the operator's and gateway's
+image (``edgefleet/control-plane``, run as ``edgefleet operator`` / ``edgefleet gateway``)::
 
     edgefleet image build-node --registry https://127.0.0.1:5000 --registry-ca ca.crt \\
         --signing-key cosign.key [--repository edgefleet/node] [--tag 0.1.0] \\
@@ -28,6 +30,14 @@ log = structlog.get_logger("edgefleet.cli.image")
 
 
 def _build_node(args: argparse.Namespace) -> int:
+    return _build(args, "node")
+
+
+def _build_control_plane(args: argparse.Namespace) -> int:
+    return _build(args, "control-plane")
+
+
+def _build(args: argparse.Namespace, which: str) -> int:
     from edgefleet.clients import appbuilder
     from edgefleet.clients.registry import RegistryClient
     from edgefleet.clients.registry_errors import RegistryError
@@ -49,13 +59,17 @@ def _build_node(args: argparse.Namespace) -> int:
             base_repository=args.base_repository,
             base_reference=args.base_reference,
         )
+        build = (
+            appbuilder.build_node_image if which == "node" else appbuilder.build_control_plane_image
+        )
+        repository = args.repository or f"edgefleet/{which}"
         try:
-            result = appbuilder.build_node_image(
-                builder, args.repository, args.platform or ("linux/amd64", "linux/arm64"),
+            result = build(
+                builder, repository, args.platform or ("linux/amd64", "linux/arm64"),
                 tags=args.tag,
             )  # fmt: skip
         except (appbuilder.AppBuildError, RegistryError, KeyError, ValueError) as exc:
-            log.error("node image build failed", error=str(exc))
+            log.error("image build failed", image=which, error=str(exc))
             return 1
     doc: dict[str, Any] = asdict(result)
     print(json.dumps(doc, indent=2))
@@ -67,12 +81,21 @@ def register(sub: Any) -> None:
     image = sub.add_parser("image", help="build edgefleet's own images")
     commands = image.add_subparsers(dest="image_command", required=True)
     node = commands.add_parser("build-node", help="build, push and sign the edge-node image")
+    control = commands.add_parser(
+        "build-control-plane",
+        help="build, push and sign the operator and gateway image (edgefleet/control-plane)",
+    )
+    _add_build_arguments(node, _build_node)
+    _add_build_arguments(control, _build_control_plane)
+
+
+def _add_build_arguments(node: Any, func: Any) -> None:
     node.add_argument("--registry", required=True, help="https://host[:port] of the registry")
     node.add_argument("--registry-ca", help="CA bundle of the registry (default: system CAs)")
     node.add_argument("--username", help="registry user name")
     node.add_argument("--password-file", help="file holding the registry password")
     node.add_argument("--signing-key", required=True, help="PKCS#8 PEM P-256 key (cosign.key)")
-    node.add_argument("--repository", default="edgefleet/node")
+    node.add_argument("--repository", help="default: edgefleet/node or edgefleet/control-plane")
     node.add_argument("--tag", action="append", help="tag (repeatable; default: the version)")
     node.add_argument("--platform", action="append", help="os/arch (repeatable)")
     node.add_argument("--base-repository", default="edgefleet/base")
@@ -82,4 +105,4 @@ def register(sub: Any) -> None:
         default=os.path.expanduser("~/.cache/edgefleet/images"),
         help="wheel cache",
     )
-    node.set_defaults(func=_build_node)
+    node.set_defaults(func=func)

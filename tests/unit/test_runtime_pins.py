@@ -141,3 +141,23 @@ def test_wheel_file_names_are_checked_against_the_platform() -> None:
     assert wheel_tags("Foo.Bar-1.0-1-py3-none-any.whl")[:2] == ("foo_bar", "1.0")
     with pytest.raises(LockError, match="not a wheel file name"):
         wheel_tags("numpy-2.4.6.tar.gz")
+
+
+@pytest.mark.parametrize(
+    ("filename", "installs"),
+    [
+        ("protobuf-7.36.2-cp310-abi3-manylinux2014_x86_64.whl", True),  # older abi3
+        ("cryptography-50.0.2-cp311-abi3-manylinux_2_34_x86_64.whl", True),
+        ("future-1.0-cp312-abi3-manylinux2014_x86_64.whl", False),  # needs a newer CPython
+        ("numpy-2.4.6-cp310-cp310-manylinux_2_28_x86_64.whl", False),  # another CPython's ABI
+        ("six-1.16.0-py2.py3-none-any.whl", True),
+        ("numpy-2.4.6-cp311-cp311-manylinux_2_28_aarch64.whl", False),  # another machine
+    ],
+)
+def test_wheel_compatibility_with_cpython_311_on_amd64(filename, installs) -> None:
+    runtime = require_runtime("linux/amd64")
+    if installs:
+        check_wheel_filename(filename, runtime)
+    else:
+        with pytest.raises(LockError):
+            check_wheel_filename(filename, runtime)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edgefleet import filelock
 from edgefleet.clients import signer, wheels
 from edgefleet.clients.registry import RegistryClient
-from edgefleet.domain import appimage, nodeimage, oci
+from edgefleet.domain import appimage, controlplaneimage, nodeimage, oci
 from edgefleet.domain.runtime_lock import LockedWheel, check_wheel_filename
 from edgefleet.domain.runtime_pins import require_runtime
 
@@ -38,6 +38,7 @@ __all__ = [
     "AppBuildResult",
     "AppImageBuilder",
     "PlatformBuild",
+    "build_control_plane_image",
     "build_node_image",
     "console_scripts",
     "fetch_locked",
@@ -256,6 +257,62 @@ def build_node_image(
         repo,
         {p: nodeimage.wheels_for(lock, p) for p in platforms},
         package_sources(nodeimage.NODE_PACKAGE),
+        scripts,
+        tags=[version] if tags is None else tags,
+        progress=progress or (lambda m: print(m, file=sys.stderr)),
+    )
+
+
+def control_plane_sources() -> dict[str, bytes]:
+    """The ``edgefleet`` and ``edgefleet_node`` sources and data files the control plane
+    reads at run time (locks, the serving code copied into model images), without the
+    test harnesses."""
+    sources: dict[str, bytes] = {}
+    for package in controlplaneimage.PACKAGES:
+        found = importlib.util.find_spec(package)
+        if found is None or not found.submodule_search_locations:
+            raise AppBuildError(f"{package} is not an importable package")
+        root = Path(next(iter(found.submodule_search_locations)))
+        for path in sorted(root.rglob("*")):
+            rel = f"{package}/{path.relative_to(root).as_posix()}"
+            if (
+                path.is_file()
+                and path.suffix in (*_SOURCE_SUFFIXES, ".json")
+                and "__pycache__" not in path.parts
+                and not rel.startswith(controlplaneimage.EXCLUDED_PACKAGES)
+            ):
+                sources[rel] = path.read_bytes()
+    return sources
+
+
+def build_control_plane_image(
+    builder: AppImageBuilder,
+    repo: str = "edgefleet/control-plane",
+    platforms: Sequence[str] = ("linux/amd64", "linux/arm64"),
+    tags: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> AppBuildResult:
+    """The operator's and gateway's image for ``platforms`` (tagged with its version)."""
+    import importlib.resources
+
+    lock = nodeimage.parse(
+        importlib.resources.files("edgefleet.domain")
+        .joinpath(controlplaneimage.LOCK_FILE)
+        .read_text()
+    )
+    version = importlib.metadata.version("edgefleet")
+    root = Path(__file__).resolve().parents[3] / "pyproject.toml"
+    scripts = console_scripts("edgefleet", root if root.is_file() else None)
+    scripts = {k: v for k, v in scripts.items() if k == controlplaneimage.SCRIPT}
+    try:
+        spec = controlplaneimage.control_plane_spec(version, scripts)
+    except ValueError as exc:
+        raise AppBuildError(str(exc)) from exc
+    return builder.build(
+        spec,
+        repo,
+        {p: nodeimage.wheels_for(lock, p) for p in platforms},
+        control_plane_sources(),
         scripts,
         tags=[version] if tags is None else tags,
         progress=progress or (lambda m: print(m, file=sys.stderr)),

@@ -67,7 +67,13 @@ def check_wheel_filename(filename: str, runtime: RuntimePins) -> None:
     pythons = {PYTHON_ABI, "py3", "py311"}
     abis = {PYTHON_ABI, "abi3", "none"}
     platforms = {*runtime.wheel_platform_tags, "any"}
-    if not any(py in pythons and abi in abis and plat in platforms for py, abi, plat in tags):
+
+    def python_ok(py: str, abi: str) -> bool:
+        # abi3 wheels built for an older CPython 3 (cp38-abi3 …) install on 3.11 too.
+        older_abi3 = abi == "abi3" and re.fullmatch(r"cp3([0-9]+)", py) is not None
+        return py in pythons or (older_abi3 and int(py[3:]) <= int(PYTHON_ABI[3:]))
+
+    if not any(python_ok(py, abi) and abi in abis and plat in platforms for py, abi, plat in tags):
         raise LockError(
             f"wheel {filename} does not install on {runtime.platform} "
             f"(Python {PYTHON_ABI}, {runtime.machine}, glibc of Debian bookworm)"
