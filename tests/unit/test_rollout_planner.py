@@ -318,3 +318,19 @@ def test_paused_spec_assigns_nothing():
     d = f.step(0)
     assert d.writes == []
     assert f.ro.status.phase == "Paused"
+
+
+def test_a_stalled_rollout_recovers_by_retry_and_a_running_one_only_records_it():
+    f = _fleet(n=4, progressDeadline="30s")
+    f.step(0)  # assigned; devices never report
+    f.step(40)
+    assert f.ro.status.phase == "Failed"
+    assert f.cond("Stalled").reason == "ProgressDeadlineExceeded"
+    f.ro.metadata.annotations["edgefleet.io/retry"] = "one"
+    f.step(41)
+    assert f.ro.status.phase == "Progressing"
+    assert f.cond("Stalled").status == "False"
+    f.ro.metadata.annotations["edgefleet.io/retry"] = "two"
+    f.step(42)
+    assert f.ro.status.retry_token == "two"
+    assert f.ro.status.started_at == ts(41)

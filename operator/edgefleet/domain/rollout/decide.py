@@ -144,7 +144,7 @@ def decide(w: World) -> Decision:
     retry = token is not None and token != old.retry_token and not ro.spec.abort
     cleared = was_aborted and aborted is not None and aborted.reason == Reason.ABORTED
     if (was_aborted and (retry or (cleared and not ro.spec.abort))) or (
-        retry and old.phase != "Completed"
+        retry and old.phase == "Failed"
     ):
         p = Progress.fresh(at)
         was_aborted = False
