@@ -115,6 +115,7 @@ class Faults:
     endless: set[str] = field(default_factory=set)  # no Content-Length, never ends
     declare_more: set[str] = field(default_factory=set)  # Content-Length larger than size
     offline: bool = False  # close every connection without answering
+    overloaded: int | None = None  # answer polls 503 with this Retry-After
 
 
 class FakeGateway:
@@ -167,6 +168,7 @@ class FakeGateway:
         self.blob_bytes_sent: dict[str, int] = {}
         self.tokens: set[str] = set()
         self.refuse_serials: set[int] = set()
+        self.polls: list[float] = []  # monotonic time of each long-poll
         self.changed = threading.Condition()
         self.release = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -375,6 +377,11 @@ def _handler(gw: FakeGateway) -> type[BaseHTTPRequestHandler]:
             return self._error(404, "NotFound")
 
         def _desired(self, query: dict[str, str]) -> None:
+            gw.polls.append(time.monotonic())
+            if gw.faults.overloaded is not None:
+                body = json.dumps({"error": "Overloaded", "message": "busy"}).encode()
+                self._send(503, body, {"Retry-After": str(gw.faults.overloaded)})
+                return
             deadline = time.monotonic() + float(query.get("wait", "30"))
             with gw.changed:
                 while True:

@@ -43,6 +43,8 @@ def _condition(gw: FakeGateway, type_: str) -> tuple[str, str] | None:
 
 
 def test_a_new_document_runs_with_its_config_and_is_reported(gw, state) -> None:
+    stale = state.blobs / ("ab" * 32 + ".partial")  # from an update superseded long ago
+    stale.write_bytes(b"half")
     image = gw.add_image(REPO, [4096, 8192])
     workload = image.workload(config={"THRESHOLD": "0.7"})
     gw.publish((workload,))
@@ -57,6 +59,7 @@ def test_a_new_document_runs_with_its_config_and_is_reported(gw, state) -> None:
     assert (status.manifest_digest, status.health) == (image.manifest.digest, "Healthy")
     assert status.config_version == workload.config_version
     assert newest.facts.platform == "linux/amd64"
+    assert not stale.exists()
 
 
 def test_a_failing_probe_rolls_back_to_the_running_model(gw, state) -> None:

@@ -202,3 +202,10 @@ def test_an_expired_certificate_says_how_back_and_reenrolment_keeps_the_workload
         wait_for("Online", lambda: json.loads(state.status.read_text())["connection"] == "Online")
         assert rt.running() == [first]
         assert rt.started == [first]
+
+
+def test_an_overloaded_gateway_is_asked_again_only_after_retry_after(gw, state) -> None:
+    gw.faults.overloaded = 2
+    with running_agent(state):  # backoff alone would retry within 0.3 s
+        wait_for("two polls", lambda: len(gw.polls) >= 2)
+    assert gw.polls[1] - gw.polls[0] >= 2.0

@@ -280,7 +280,9 @@ class Activator:
                 return  # unsure what is referenced: delete nothing
             referenced |= {digest, manifest.config.digest, *(d.digest for d in manifest.layers)}
         for path in self.state.blobs.iterdir():
-            if path.name.startswith(".") or path.name.endswith(".partial"):
+            if path.name.startswith("."):
                 continue
-            if "sha256:" + path.name not in referenced:
+            # Partial downloads belong to updates that were superseded: nothing is in
+            # flight while an activation runs, so they can go too.
+            if path.name.endswith(".partial") or "sha256:" + path.name not in referenced:
                 path.unlink(missing_ok=True)

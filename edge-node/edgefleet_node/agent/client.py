@@ -42,10 +42,13 @@ class UnreachableError(Exception):
 class GatewayError(Exception):
     """The gateway answered with an error; ``status`` and its ``reason`` (CamelCase)."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after  # seconds, from Retry-After (429/503)
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,11 @@ class GatewayClient:
             self.done(conn)
         self.received += len(data)
         if response.status >= 400:
-            raise _error(response.status, data)
+            error = _error(response.status, data)
+            retry = response.getheader("Retry-After") or ""
+            if retry.isdigit():
+                error.retry_after = min(float(retry), 3600.0)
+            raise error
         headers_out = {k.lower(): v for k, v in response.getheaders()}
         return Response(response.status, headers_out, data)
 

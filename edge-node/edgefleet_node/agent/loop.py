@@ -184,7 +184,11 @@ class Agent:
         except GatewayError as exc:
             expired = self.clock.time() > self.identity.not_after.timestamp()
             self.refused = exc.status in (401, 403)  # e.g. CertificateInvalid, Revoked
-            self._offline("CertificateExpired" if expired else exc.reason, str(exc))
+            self._offline(
+                "CertificateExpired" if expired else exc.reason,
+                str(exc),
+                at_least=exc.retry_after or 0.0,
+            )
             return
         self._online()
         if response.status == 304:
@@ -296,12 +300,12 @@ class Agent:
         else:
             self.reporter.set_condition("ClockSkew", "False", "InSync", "")
 
-    def _offline(self, state: str, message: str) -> None:
+    def _offline(self, state: str, message: str, at_least: float = 0.0) -> None:
         if state != self.connection:
             self.log.warning("gateway unreachable", **self._where, state=state, error=message)
         self.connection = state
         self.reporter.last_error = message[:300]
-        self._pause(self._backoff.next())
+        self._pause(max(self._backoff.next(), at_least))  # an overloaded gateway's Retry-After
 
     # -- identity ----------------------------------------------------------------------
     def _check_identity(self) -> None:
