@@ -135,9 +135,9 @@ class World:
         self.reconciler.reconcile(body, lambda *e: self.events.append(e), **kwargs)
 
 
-def push_base(reg: RegistryClient) -> None:
+def push_base(reg: RegistryClient, os_release: bytes = b"ID=debian\n") -> None:
     """A one-layer linux/amd64 base image under an index tagged ``bookworm``."""
-    layer = oci.build_layer([oci.FileEntry.file("etc/os-release", b"ID=debian\n")])
+    layer = oci.build_layer([oci.FileEntry.file("etc/os-release", os_release)])
     platform = oci.Platform.parse("linux/amd64")
     config = oci.image_config(platform, [layer.diff_id])
     manifest = oci.image_manifest(config, [layer])

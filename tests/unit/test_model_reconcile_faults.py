@@ -207,3 +207,21 @@ def test_the_drift_timer_keeps_a_built_model_ready_during_a_registry_outage(tmp_
         assert world.objects.condition("ns", "m", "Built")["status"] == "True"
     finally:
         world.close()
+
+
+def test_the_drift_timer_rebuilds_on_a_base_image_that_moved(tmp_path):
+    world = World(tmp_path)
+    try:
+        url, sha = world.weights("m", 4096)
+        world.reconcile(world.body("m", url, sha))
+        before = world.objects.status[("ns", "m")]["indexDigest"]
+        world.reconcile(world.body("m", url, sha), drift_check=True)
+        assert world.objects.status[("ns", "m")]["indexDigest"] == before, "nothing moved"
+        model_builds.push_base(world.registry, os_release=b"ID=debian\nVERSION_ID=12.9\n")
+        world.reconcile(world.body("m", url, sha), drift_check=True)
+        status = world.objects.status[("ns", "m")]
+        assert status["indexDigest"] != before
+        assert [h["indexDigest"] for h in status["history"]][1] == before
+        assert world.objects.condition("ns", "m", "Ready")["status"] == "True"
+    finally:
+        world.close()
