@@ -194,3 +194,18 @@ def test_a_workload_that_exits_is_started_again(gw, state) -> None:
         assert second.id != first.id
         assert agent.activator.current["model"].instance == second
         wait_for("Ready", lambda: _condition(gw, "Ready") == ("True", "WorkloadsHealthy"))
+
+
+def test_a_new_version_of_the_same_image_and_config_is_not_restarted(gw, state) -> None:
+    image = gw.add_image(REPO, [4096])
+    gw.publish((image.workload(version="1.0.0"),))
+    rt = SimulatedRuntime()
+    with running_agent(state, rt) as agent:
+        wait_for("v1", lambda: _running(rt) == {"model": image.manifest.digest})
+        gw.publish((image.workload(version="1.0.1"),))
+        wait_for("relabelled", lambda: agent.activator.version == gw.version)
+        wait_for(
+            "reported",
+            lambda: [w.version for w in gw.reports[max(gw.reports)].workloads] == ["1.0.1"],
+        )
+    assert len(rt.started) == 1

@@ -177,8 +177,10 @@ class Activator:
         changed = self.changed(doc)
         removed = [name for name in self.current if name not in {w.name for w in doc.workloads}]
         if not changed and not removed:
-            if self.version != doc.version:
-                self.version = doc.version
+            # Same images and config: only names, versions or probes may differ.
+            relabelled = {w.name: Current(w, self.current[w.name].instance) for w in doc.workloads}
+            if self.version != doc.version or relabelled != self.current:
+                self.current, self.version = relabelled, doc.version
                 self._commit()
             return False
         self.timings = Timings()

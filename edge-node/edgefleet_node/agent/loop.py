@@ -96,12 +96,12 @@ class Agent:
         return st.st_mtime_ns, st.st_ino
 
     def _load_held(self) -> proto_desired.DesiredState | None:
+        """The document accepted last (verified when it arrived). Not verified again: after
+        a document-key rotation the old signature no longer verifies, and forgetting the
+        held version would let an older document through."""
         try:
             envelope = dsse.Envelope.from_bytes(self.state.desired.read_bytes())
-            body = dsse.verify(
-                envelope, proto_desired.DESIRED_PAYLOAD_TYPE, self.identity.document_keys
-            )
-            return proto_desired.DesiredState.from_bytes(body)
+            return proto_desired.DesiredState.from_bytes(envelope.payload)
         except (FileNotFoundError, wire.ProtocolError):
             return None
 
