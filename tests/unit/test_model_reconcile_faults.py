@@ -225,3 +225,24 @@ def test_the_drift_timer_rebuilds_on_a_base_image_that_moved(tmp_path):
         assert world.objects.condition("ns", "m", "Ready")["status"] == "True"
     finally:
         world.close()
+
+
+def test_access_denied_while_checking_a_built_model_stalls_but_keeps_built(tmp_path):
+    world = World(tmp_path)
+    try:
+        url, sha = world.weights("m", 4096)
+        world.reconcile(world.body("m", url, sha))
+        world.faults.append(lambda r: httpx.Response(403))
+        world.reconcile(world.body("m", url, sha))  # a resume after a credentials change
+        conds = {t: world.objects.condition("ns", "m", t) for t in ("Built", "Stalled", "Ready")}
+        assert conds["Built"]["status"] == "True"
+        assert (conds["Stalled"]["status"], conds["Stalled"]["reason"]) == (
+            "True",
+            Reason.REGISTRY_ACCESS_DENIED,
+        )
+        assert conds["Ready"]["status"] == "False"
+        world.faults.clear()
+        world.reconcile(world.body("m", url, sha))
+        assert world.objects.condition("ns", "m", "Ready")["status"] == "True"
+    finally:
+        world.close()

@@ -18,6 +18,7 @@ __all__ = [
     "REQUIRED",
     "building",
     "check_retrying",
+    "check_stalled",
     "drifted",
     "failed",
     "from_failure",
@@ -262,6 +263,38 @@ def check_retrying(
     return status.model_copy(update={"conditions": conds})
 
 
+def check_stalled(
+    status: InferenceModelStatus, *, generation: int, failure: Failure, now: str | None = None
+) -> InferenceModelStatus:
+    """Checking a built model failed in a way no retry fixes (registry access denied).
+
+    The images were built and signed, so Built and Signed stay True; Stalled is True
+    with the reason, and Ready is False: the operator cannot vouch for the model
+    until someone fixes what is wrong.
+    """
+    at = now or now_rfc3339()
+    conds = set_condition(
+        status.conditions,
+        Type.STALLED,
+        "True",
+        failure.reason,
+        failure.message,
+        generation=generation,
+        now=at,
+    )
+    conds = set_condition(
+        conds,
+        Type.RECONCILING,
+        "False",
+        failure.reason,
+        "waiting for a fix",
+        generation=generation,
+        now=at,
+    )
+    conds = summarise_ready(conds, REQUIRED, generation=generation, now=at)
+    return status.model_copy(update={"conditions": conds})
+
+
 def from_failure(
     status: InferenceModelStatus | None,
     *,
@@ -272,10 +305,13 @@ def from_failure(
     """The status after ``failure`` ended a pass (the one place failures meet status).
 
     A temporary failure of a model whose last build is ready for this generation keeps
-    it Ready (:func:`check_retrying`); any other failure is :func:`failed`.
+    it Ready (:func:`check_retrying`), a permanent one stalls it but keeps Built and
+    Signed (:func:`check_stalled`); any other failure is :func:`failed`.
     """
-    if failure.temporary and status is not None and last_build_ready(status, generation):
-        return check_retrying(status, generation=generation, failure=failure, now=now)
+    if status is not None and last_build_ready(status, generation):
+        if failure.temporary:
+            return check_retrying(status, generation=generation, failure=failure, now=now)
+        return check_stalled(status, generation=generation, failure=failure, now=now)
     return failed(
         status,
         generation=generation,
