@@ -334,3 +334,14 @@ def test_a_stalled_rollout_recovers_by_retry_and_a_running_one_only_records_it()
     f.step(42)
     assert f.ro.status.retry_token == "two"
     assert f.ro.status.started_at == ts(41)
+
+
+def test_a_large_wave_is_written_in_bounded_passes():
+    f = _fleet(n=20)
+    f.ro.spec.max_unavailable = "100%"
+    from edgefleet.domain.rollout import World, decide
+    from tests.unit.rollout_world import T0
+
+    d = decide(World(f.ro, f.model, list(f.devices.values()), [], T0, max_writes=7))
+    assert len(d.writes) == 7
+    assert d.status.counts.updated == 7

@@ -42,6 +42,8 @@ class World:
     devices: Sequence[EdgeDevice]
     rivals: Sequence[Rollout]
     now: datetime.datetime
+    max_writes: int = 1000
+    """Assignments per pass at most, so status stays current during a large wave."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,7 @@ def decide(w: World) -> Decision:
             decision,
             events,
             promoted=_promoted(ro),
+            max_writes=w.max_writes,
         )
 
     if outcome.phase == "Aborted":

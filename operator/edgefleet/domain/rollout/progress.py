@@ -77,6 +77,7 @@ def advance(
     events: list[Event],
     *,
     promoted: int | None,
+    max_writes: int = 1000,
 ) -> Outcome:
     """Assign and step forward as far as the world allows; the outcome says why it stops."""
     from edgefleet.domain.rollout.decide import Event
@@ -92,6 +93,8 @@ def advance(
     def assign(upto: int) -> None:
         nonlocal budget
         for device, want, state in zip(devices[:upto], expected[:upto], states[:upto], strict=True):
+            if len(decision.writes) >= max_writes:
+                return
             if state.state != "pending" or state.name in assigned:
                 continue
             if state.online:
