@@ -123,7 +123,11 @@ class Trust:
         self.serial = 0
 
     def poll(self) -> None:
-        result = _run(self.sim.poll(have=None, wait=1))
+        try:
+            result = _run(self.sim.poll(have=None, wait=1))
+        except ConnectionResetError:  # a keep-alive connection the gateway closed as idle
+            self.sim._conn = None  # (request() closed it): retry once on a new one
+            result = _run(self.sim.poll(have=None, wait=1))
         assert result.status == 200, result.body
         poll = desired.PollResponse.from_bytes(result.body)
         trusted = dsse.TrustedKeys.from_pems(self.sim.signing_keys)
