@@ -17,6 +17,7 @@ from tests.e2e.test_inferencemodel import _apply_model, _model, _wait_condition
 CHART = ROOT / "charts" / "edgefleet"
 NS = "edgefleet-chart"
 SA = "system:serviceaccount:edgefleet-chart:edgefleet-operator"
+GW = "system:serviceaccount:edgefleet-chart:edgefleet-gateway"
 
 
 def _helm(cp, *args: str) -> subprocess.CompletedProcess[str]:
@@ -66,7 +67,11 @@ def release(crds, registry):
 
 
 def _can(cp, verb: str, resource: str, namespace: str | None = None) -> bool:
-    args = ["auth", "can-i", verb, resource, f"--as={SA}"]
+    who, _, verb = verb.rpartition("|")  # "<service account>|verb", or the operator's
+    subresource = []
+    if resource.endswith("/status"):  # kubectl reads "kind/x" as a name: say subresource
+        resource, subresource = resource.removesuffix("/status"), ["--subresource=status"]
+    args = ["auth", "can-i", verb, resource, *subresource, f"--as={who or SA}"]
     args += ["-n", namespace] if namespace else ["--all-namespaces"]
     return cp.kubectl(*args, check=False).stdout.strip() == "yes"
 
@@ -122,6 +127,18 @@ def test_install_creates_operator_and_rbac(crds, release):
         ("update", "leases.coordination.k8s.io/edgefleet-operator", NS, True),
         ("update", "leases.coordination.k8s.io/kube-scheduler", NS, False),
         ("update", "leases.coordination.k8s.io/edgefleet-operator", "default", False),
+        # the gateway's ServiceAccount
+        (f"{GW}|watch", "edgedevices.edgefleet.io", None, True),
+        (f"{GW}|patch", "edgedevices.edgefleet.io/status", None, True),
+        (f"{GW}|patch", "edgedevices.edgefleet.io", None, False),  # never a spec
+        (f"{GW}|get", "inferencemodels.edgefleet.io", None, False),
+        (f"{GW}|get", "secrets/edgefleet-device-ca", NS, True),
+        (f"{GW}|update", "secrets/edgefleet-bootstrap-tokens", NS, True),
+        (f"{GW}|get", "secrets/edgefleet-signing-key", NS, False),  # the image key
+        (f"{GW}|list", "secrets", NS, False),
+        (f"{GW}|get", "configmaps/edgefleet-signing-key-public", NS, True),
+        (f"{GW}|get", "secrets/edgefleet-device-ca", "default", False),
+        (f"{GW}|create", "pods", NS, False),
     ],
 )
 def test_rbac_is_least_privilege(crds, release, verb, resource, namespace, allowed):
@@ -175,3 +192,60 @@ def test_upgrade_keeps_custom_resources(crds, release, namespace, registry):
         crds.kubectl("get", "deployment", "edgefleet-operator", "-n", NS, "-o", "json").stdout
     )["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "EDGEFLEET_MAX_CONCURRENT_BUILDS", "value": "3"} in env
+
+
+def _service_account_kubeconfig(cp, account: str, path) -> str:
+    token = cp.kubectl("create", "token", account, "-n", NS, "--duration=1h").stdout.strip()
+    config = yaml.safe_load(cp.kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = account
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_gateway_serves_a_device_with_only_the_charts_service_account(
+    crds, release, namespace, tmp_path
+):
+    import asyncio
+
+    from kubernetes import client, config
+
+    from edgefleet.clients import tokens
+    from edgefleet.clients.signingkey import ensure_signing_key
+    from edgefleet.testing.gatewayrun import GatewayReplica, loopback_config
+    from edgefleet.testing.simdevice import SimDevice
+
+    admin = config.new_client_from_config(config_file=str(crds.kubeconfig))
+    ensure_signing_key(client.CoreV1Api(admin), NS, "edgefleet-signing-key")  # the operator's
+    _service_account_kubeconfig(crds, "edgefleet-gateway", tmp_path / "gw.kubeconfig")
+    device = {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "EdgeDevice",
+        "metadata": {"name": "cam-chart", "namespace": namespace},
+        "spec": {"platform": "linux/arm64"},
+    }
+    crds.kubectl("apply", "-f", "-", input_text=json.dumps(device))
+    loop = asyncio.new_event_loop()
+    with GatewayReplica(loopback_config(NS, replica="gw-chart"), tmp_path / "gw.kubeconfig") as gw:
+        token = tokens.create_token(
+            admin, gateway_namespace=NS, namespace=namespace, device="cam-chart",
+            ca_hash=gw.pki().serving_ca_hash(),
+        )  # fmt: skip
+        sim = SimDevice("127.0.0.1", gw.port, namespace, "cam-chart", "linux/arm64")
+        try:
+            enrolled = loop.run_until_complete(sim.enroll(str(token)))
+            assert enrolled.status == 200, enrolled.body
+            assert loop.run_until_complete(sim.poll(wait=0)).status == 200
+        finally:
+            sim.close()
+            loop.run_until_complete(asyncio.sleep(0.05))
+            loop.close()
+    status = json.loads(
+        crds.kubectl("get", "edgedevice", "cam-chart", "-n", namespace, "-o", "json").stdout
+    )["status"]
+    assert status["enrollment"]["certificateSerial"]
+    # Everything the gateway made for itself exists, by the names its RBAC allows.
+    secrets = crds.kubectl("get", "secrets", "-n", NS, "-o", "name").stdout
+    for name in ("edgefleet-device-ca", "edgefleet-gateway-ca", "edgefleet-gateway-tls",
+                 "edgefleet-document-key"):  # fmt: skip
+        assert f"secret/{name}" in secrets

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 import subprocess
 import sys
 import threading
@@ -51,6 +52,13 @@ def _token_secrets(api, namespace: str) -> list[client.V1Secret]:
     return client.CoreV1Api(api).list_namespaced_secret(namespace).items
 
 
+def _records(api, namespace: str) -> dict[str, dict[str, str]]:
+    """The token store's entries (token id -> record), decoded."""
+    secrets = _token_secrets(api, namespace)
+    assert [s.metadata.name for s in secrets] == [tokens.SECRET_NAME]
+    return {k: json.loads(base64.b64decode(v)) for k, v in (secrets[0].data or {}).items()}
+
+
 def test_token_for_a_missing_device_is_refused_and_nothing_stored(api, namespace):
     with pytest.raises(TokenError, match="does not exist") as err:
         tokens.create_token(
@@ -67,12 +75,14 @@ def test_stored_as_hash_and_single_use(api, namespace):
     )
     (secret,) = _token_secrets(api, namespace)
     assert secret.type == tokens.SECRET_TYPE
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-    assert data == {
-        "secretHash": token.secret_hash(),
-        "namespace": namespace,
-        "device": "cam-1",
-        "expiresAt": data["expiresAt"],
+    records = _records(api, namespace)
+    assert records == {
+        token.token_id: {
+            "secretHash": token.secret_hash(),
+            "namespace": namespace,
+            "device": "cam-1",
+            "expiresAt": records[token.token_id]["expiresAt"],
+        }
     }
     assert token.secret not in str(secret.to_dict())
     core = client.CoreV1Api(api)
@@ -85,7 +95,7 @@ def test_stored_as_hash_and_single_use(api, namespace):
         tokens.redeem(core, namespace, other)
     info = tokens.redeem(core, namespace, token)  # the failures above did not burn it
     assert (info.namespace, info.device) == (namespace, "cam-1")
-    assert _token_secrets(api, namespace) == []
+    assert _records(api, namespace) == {}
     with pytest.raises(TokenError, match="unknown, already used"):
         tokens.redeem(core, namespace, token)
 
@@ -132,7 +142,7 @@ def test_expired_tokens_are_refused_and_cleaned_up(api, namespace):
     with pytest.raises(TokenError, match="expired") as err:
         tokens.redeem(core, namespace, token)
     assert err.value.reason == "TokenExpired"
-    assert _token_secrets(api, namespace) == []
+    assert _records(api, namespace) == {}
     tokens.create_token(
         api,
         gateway_namespace=namespace,

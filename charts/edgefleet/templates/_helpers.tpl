@@ -25,3 +25,25 @@ app.kubernetes.io/component: operator
 {{- if $img.digest -}}{{ printf "%s@%s" $img.repository $img.digest }}
 {{- else -}}{{ printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) }}{{- end -}}
 {{- end -}}
+
+{{- define "edgefleet.gatewaySelector" -}}
+app.kubernetes.io/name: edgefleet
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{/* The gateway runs the control-plane image (`edgefleet gateway`) unless told otherwise. */}}
+{{- define "edgefleet.gatewayImage" -}}
+{{- $img := .Values.gateway.image -}}
+{{- if $img.repository -}}
+{{- if $img.digest -}}{{ printf "%s@%s" $img.repository $img.digest }}
+{{- else -}}{{ printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) }}{{- end -}}
+{{- else -}}{{ include "edgefleet.operatorImage" . }}{{- end -}}
+{{- end -}}
+
+{{/* Names in the gateway's serving certificate: the Service's DNS names plus the user's. */}}
+{{- define "edgefleet.gatewayNames" -}}
+{{- $svc := printf "%s-gateway" (include "edgefleet.fullname" .) -}}
+{{- $names := list $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) -}}
+{{- join "," (concat .Values.gateway.names $names) -}}
+{{- end -}}

@@ -1,12 +1,18 @@
 """Bootstrap tokens: created by ``edgefleet token create``, redeemed once at enrolment.
 
-A token is stored as a Secret ``edgefleet-token-<id>`` of type
-``edgefleet.io/bootstrap-token`` in the gateway namespace holding only the SHA-256 of
-its secret part, the EdgeDevice it is bound to and its expiry. :func:`redeem` checks the
-secret in constant time and deletes the Secret with a ``uid`` precondition: of two
-enrolments racing with one token exactly one wins (the API server deletes an object
-once). Expired tokens are refused and deleted, and :func:`prune` removes them in bulk.
-The printed token never reaches a log.
+Every outstanding token is one entry of a single Secret, ``edgefleet-bootstrap-tokens``
+(type ``edgefleet.io/bootstrap-tokens``) in the gateway namespace: key = the token id,
+value = JSON with only the SHA-256 of the token's secret part, the EdgeDevice it is
+bound to and its expiry. One Secret with a fixed name, not one per token, so the
+gateway's RBAC can name it (``resourceNames``) and the gateway never needs to read
+Secrets in general, such as the operator's image signing key.
+
+Every change is a read-modify-replace carrying the ``resourceVersion`` read, so of two
+enrolments racing with one token exactly one wins (the other's replace conflicts, and
+on re-reading it finds the token gone). :func:`redeem` checks the secret in constant
+time. Expired tokens are refused and dropped; :func:`prune` drops them in bulk. A
+Secret holds at most 1 MiB: about 4,000 outstanding tokens. The token never reaches a
+log.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ import base64
 import binascii
 import datetime
 import hmac
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 from kubernetes import client
@@ -28,6 +37,7 @@ from edgefleet_node.protocol.enroll import BootstrapToken
 __all__ = [
     "DEFAULT_TTL",
     "MAX_TTL",
+    "SECRET_NAME",
     "SECRET_TYPE",
     "TokenError",
     "TokenInfo",
@@ -40,11 +50,12 @@ __all__ = [
 
 log = structlog.get_logger("edgefleet.tokens")
 
-SECRET_TYPE = "edgefleet.io/bootstrap-token"  # noqa: S105 -- a type name, not a secret
+SECRET_NAME = "edgefleet-bootstrap-tokens"  # noqa: S105 -- a name, not a secret
+SECRET_TYPE = "edgefleet.io/bootstrap-tokens"  # noqa: S105 -- a type name, not a secret
 DEFAULT_TTL = datetime.timedelta(hours=24)
 MAX_TTL = datetime.timedelta(days=30)
-_PREFIX = "edgefleet-token-"
-_LABEL = "edgefleet.io/bootstrap-token"
+_MAX_ATTEMPTS = 20
+_T = TypeVar("_T")
 _TTL = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
@@ -86,33 +97,88 @@ def _now(now: datetime.datetime | None) -> datetime.datetime:
     return now if now is not None else datetime.datetime.now(datetime.UTC)
 
 
-def _info(secret: client.V1Secret) -> TokenInfo | None:
-    meta = secret.metadata or client.V1ObjectMeta()
-    name = meta.name or ""
-    if secret.type != SECRET_TYPE or not name.startswith(_PREFIX):
-        return None
-    data = secret.data or {}
-    try:
-        fields = {k: base64.b64decode(data[k]).decode() for k in ("namespace", "device")}
-        expires = wire.parse_time(base64.b64decode(data["expiresAt"]).decode(), name)
-    except (KeyError, binascii.Error, UnicodeDecodeError, wire.ProtocolError):
-        return None
-    return TokenInfo(name[len(_PREFIX) :], fields["namespace"], fields["device"], expires)
+Records = dict[str, dict[str, str]]
 
 
-def _delete(core: client.CoreV1Api, namespace: str, name: str, uid: str | None) -> bool:
-    """Delete with a uid precondition; ``True`` when this call deleted it."""
+def _decode(secret: client.V1Secret | None) -> Records:
+    """The token records of the Secret; malformed entries are skipped (never fatal)."""
+    records: Records = {}
+    for token_id, raw in ((secret.data or {}) if secret is not None else {}).items():
+        try:
+            value = json.loads(base64.b64decode(raw))
+        except (binascii.Error, ValueError):
+            continue
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            records[token_id] = value
+    return records
+
+
+def _info(token_id: str, record: dict[str, str]) -> TokenInfo | None:
     try:
-        core.delete_namespaced_secret(
-            name,
-            namespace,
-            body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
-        )
+        expires = wire.parse_time(record["expiresAt"], f"token {token_id}")
+        return TokenInfo(token_id, record["namespace"], record["device"], expires)
+    except (KeyError, wire.ProtocolError):
+        return None
+
+
+def _read(core: client.CoreV1Api, namespace: str) -> client.V1Secret | None:
+    try:
+        secret: client.V1Secret = core.read_namespaced_secret(SECRET_NAME, namespace)
     except ApiException as exc:
-        if exc.status in (404, 409):
-            return False
+        if exc.status == 404:
+            return None
         raise
-    return True
+    return secret
+
+
+def _update(
+    core: client.CoreV1Api,
+    namespace: str,
+    change: Callable[[Records], tuple[Records | None, _T]],
+) -> _T:
+    """Apply ``change`` to the records atomically (compare-and-swap on resourceVersion).
+
+    ``change`` returns the new records (``None``: write nothing) and a result; it may
+    raise to abort. Conflicts re-read and re-apply."""
+    for _ in range(_MAX_ATTEMPTS):
+        secret = _read(core, namespace)
+        records, result = change(_decode(secret))
+        if records is None:
+            return result
+        data = {
+            k: base64.b64encode(json.dumps(v, sort_keys=True).encode()).decode()
+            for k, v in sorted(records.items())
+        }
+        try:
+            if secret is None:
+                core.create_namespaced_secret(
+                    namespace,
+                    client.V1Secret(
+                        metadata=client.V1ObjectMeta(
+                            name=SECRET_NAME, labels={"app.kubernetes.io/part-of": "edgefleet"}
+                        ),
+                        type=SECRET_TYPE,
+                        data=data,
+                    ),
+                )
+            else:
+                secret.data = dict(data)  # the resourceVersion read: a compare-and-swap
+                core.replace_namespaced_secret(SECRET_NAME, namespace, secret)
+        except ApiException as exc:
+            if exc.status == 409:
+                continue  # someone else changed it first: read again
+            raise
+        return result
+    raise TokenError("Conflict", "the token store kept changing under us; try again")
+
+
+def _pruned(records: Records, moment: datetime.datetime) -> Records:
+    kept = {}
+    for token_id, record in records.items():
+        info = _info(token_id, record)
+        if info is not None and not info.expired(moment):
+            kept[token_id] = record
+    return kept
 
 
 def _device_exists(objects: client.CustomObjectsApi, namespace: str, device: str) -> bool:
@@ -138,7 +204,8 @@ def create_token(
     now: datetime.datetime | None = None,
 ) -> BootstrapToken:
     """A new token for EdgeDevice ``namespace/device`` pinning the gateway CA ``ca_hash``;
-    only its hash is stored. Refused when the EdgeDevice does not exist."""
+    only its hash is stored. Refused when the EdgeDevice does not exist. Expired tokens
+    are dropped in the same write."""
     wire.check_name(namespace, "namespace")
     wire.check_name(device, "device name")
     if not _device_exists(client.CustomObjectsApi(api), namespace, device):
@@ -147,25 +214,20 @@ def create_token(
             f"EdgeDevice {namespace}/{device} does not exist: create it first "
             "(kubectl apply -f edgedevice.yaml)",
         )
-    core = client.CoreV1Api(api)
-    prune(core, gateway_namespace, now=now)
     token = BootstrapToken.generate(namespace, device, ca_hash)
-    expires = _now(now) + ttl
-    body = client.V1Secret(
-        metadata=client.V1ObjectMeta(
-            name=_PREFIX + token.token_id,
-            labels={_LABEL: "true", "app.kubernetes.io/part-of": "edgefleet"},
-            annotations={"edgefleet.io/device": f"{namespace}/{device}"},
-        ),
-        type=SECRET_TYPE,
-        string_data={
-            "secretHash": token.secret_hash(),
-            "namespace": namespace,
-            "device": device,
-            "expiresAt": wire.format_time(expires),
-        },
-    )
-    core.create_namespaced_secret(gateway_namespace, body)
+    moment = _now(now)
+    expires = moment + ttl
+    record = {
+        "secretHash": token.secret_hash(),
+        "namespace": namespace,
+        "device": device,
+        "expiresAt": wire.format_time(expires),
+    }
+
+    def add(records: Records) -> tuple[Records, None]:
+        return {**_pruned(records, _now(None)), token.token_id: record}, None
+
+    _update(client.CoreV1Api(api), gateway_namespace, add)
     log.info("bootstrap token created", namespace=namespace, name=device,
              token_id=token.token_id, expires_at=wire.format_time(expires))  # fmt: skip
     return token
@@ -173,23 +235,22 @@ def create_token(
 
 def list_tokens(core: client.CoreV1Api, gateway_namespace: str) -> list[TokenInfo]:
     """Every stored token (no secrets), soonest expiry first."""
-    items = core.list_namespaced_secret(gateway_namespace, label_selector=f"{_LABEL}=true").items
-    infos = [i for i in (_info(s) for s in items) if i is not None]
+    records = _decode(_read(core, gateway_namespace))
+    infos = [i for i in (_info(k, v) for k, v in records.items()) if i is not None]
     return sorted(infos, key=lambda i: (i.expires_at, i.token_id))
 
 
 def prune(
     core: client.CoreV1Api, gateway_namespace: str, *, now: datetime.datetime | None = None
 ) -> int:
-    """Delete expired tokens; how many were deleted."""
-    moment, deleted = _now(now), 0
-    items = core.list_namespaced_secret(gateway_namespace, label_selector=f"{_LABEL}=true").items
-    for secret in items:
-        info = _info(secret)
-        if info is not None and info.expired(moment):
-            meta = secret.metadata or client.V1ObjectMeta()
-            deleted += _delete(core, gateway_namespace, meta.name or "", meta.uid)
-    return deleted
+    """Drop expired tokens; how many were dropped."""
+
+    def drop(records: Records) -> tuple[Records | None, int]:
+        kept = _pruned(records, _now(now))
+        gone = len(records) - len(kept)
+        return (kept if gone else None), gone
+
+    return _update(core, gateway_namespace, drop)
 
 
 def redeem(
@@ -199,41 +260,36 @@ def redeem(
     *,
     now: datetime.datetime | None = None,
 ) -> TokenInfo:
-    """Use ``token`` up (delete its Secret) if it is valid; else raise :class:`TokenError`.
+    """Use ``token`` up (drop its record) if it is valid; else raise :class:`TokenError`.
 
     Call it only after the rest of the enrolment request checked out (a malformed CSR
     should not burn the token). Unknown, used, wrong and expired tokens all answer
     ``TokenInvalid`` with the same message, except an expired one (``TokenExpired``),
-    which is also deleted.
+    which is also dropped.
     """
     invalid = TokenError(
         "TokenInvalid", "the bootstrap token is unknown, already used, or not for this device"
     )
-    name = _PREFIX + token.token_id
-    try:
-        secret = core.read_namespaced_secret(name, gateway_namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise invalid from None
-        raise
-    info = _info(secret)
-    stored_hash = base64.b64decode((secret.data or {}).get("secretHash", "")).decode(
-        "ascii", "replace"
-    )
-    if info is None or not hmac.compare_digest(stored_hash, token.secret_hash()):
-        raise invalid
-    if (info.namespace, info.device) != (token.namespace, token.device):
-        raise invalid
-    meta = secret.metadata or client.V1ObjectMeta()
-    if info.expired(_now(now)):
-        _delete(core, gateway_namespace, name, meta.uid)
+
+    def use(records: Records) -> tuple[Records | None, tuple[TokenInfo, bool]]:
+        record = records.get(token.token_id)
+        info = None if record is None else _info(token.token_id, record)
+        if record is None or info is None:
+            raise invalid
+        if not hmac.compare_digest(record.get("secretHash", ""), token.secret_hash()):
+            raise invalid
+        if (info.namespace, info.device) != (token.namespace, token.device):
+            raise invalid
+        rest = {k: v for k, v in records.items() if k != token.token_id}
+        return rest, (info, info.expired(_now(now)))  # an expired one is dropped too
+
+    info, expired = _update(core, gateway_namespace, use)
+    if expired:
         raise TokenError(
             "TokenExpired",
-            f"the bootstrap token expired at {wire.format_time(info.expires_at)}: make a new "
-            "one with `edgefleet token create`",
+            f"the bootstrap token expired at {wire.format_time(info.expires_at)}: make "
+            "a new one with `edgefleet token create`",
         )
-    if not _delete(core, gateway_namespace, name, meta.uid):
-        raise invalid
     log.info("bootstrap token used", namespace=info.namespace, name=info.device,
              token_id=info.token_id)  # fmt: skip
     return info
