@@ -349,3 +349,26 @@ def test_rotation_refuses_out_of_order_steps(core, gateway_ns):
     pki_rotation.rotate(core, gateway_ns, "document-key")
     with pytest.raises(pki_rotation.RotationError, match="not finished"):
         pki_rotation.rotate(core, gateway_ns, "document-key")
+
+
+def test_serving_certificate_rotation_keeps_names_and_ca(core, gateway_ns):
+    first = gateway_pki.load_or_create(core, gateway_ns, NAMES)
+    message = pki_rotation.rotate(core, gateway_ns, "serving-cert")
+    assert "re-issued" in message
+    second = gateway_pki.load_or_create(core, gateway_ns, NAMES)
+    assert second.serving.cert != first.serving.cert
+    assert pki.covers(second.serving.cert, NAMES)
+    assert pki.issued_by(second.serving.cert, first.gateway_ca.current.cert)
+    assert second.serving_ca_hash() == first.serving_ca_hash()  # tokens stay valid
+
+
+def test_supplied_serving_certificate_is_never_replaced(core, gateway_ns):
+    gw = gateway_pki.load_or_create(core, gateway_ns, NAMES)
+    core.delete_namespaced_secret(store.GATEWAY_TLS, gateway_ns)
+    mine = pki.issue_server_cert(gw.gateway_ca.current, ["other.example"])
+    _put(core, gateway_ns, store.GATEWAY_TLS, {"tls.crt": mine.cert_pem, "tls.key": mine.key_pem})
+    assert gateway_pki.load_or_create(core, gateway_ns, NAMES).serving.cert == mine.cert
+    assert "is yours" in pki_rotation.rotate(core, gateway_ns, "serving-cert")
+    stored = store.read_secret(core, gateway_ns, store.GATEWAY_TLS)
+    assert stored is not None
+    assert stored.need("tls.crt").startswith(mine.cert.public_bytes(serialization.Encoding.PEM))

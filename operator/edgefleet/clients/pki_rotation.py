@@ -107,16 +107,20 @@ def _san_names(cert: x509.Certificate) -> list[str]:
 def _reissue_serving(
     core: client.CoreV1Api, namespace: str, ca: pki.KeyPair, now: datetime.datetime
 ) -> str:
+    """Re-issue a generated serving certificate from ``ca`` for the names it has."""
     stored = store.read_secret(core, namespace, store.GATEWAY_TLS)
     if stored is None:
-        return "no serving certificate yet; the gateway issues one from the new CA"
-    cert = x509.load_pem_x509_certificates(stored.need("tls.crt"))[0]
+        return "no serving certificate yet; the gateway issues one from the current CA"
+    try:
+        cert = x509.load_pem_x509_certificates(stored.need("tls.crt"))[0]
+    except ValueError as exc:
+        raise PkiError(f"{stored.where} tls.crt is not a PEM certificate: {exc}") from exc
     if not stored.generated:
         if pki.issued_by(cert, ca.cert):
-            return "the supplied serving certificate is already issued by the new CA"
+            return f"{stored.where} is yours and already issued by the current gateway CA"
         raise RotationError(
-            f"{stored.where} was supplied by you and is not issued by the new gateway CA: "
-            "replace it with one the new CA issued, then run --finish again"
+            f"{stored.where} was supplied by you and is not issued by the current gateway CA: "
+            "replace it with one that CA issued, then run the command again"
         )
     fresh = pki.issue_server_cert(ca, _san_names(cert), now=now)
     _write(
