@@ -23,14 +23,14 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
-from edgefleet_node.agent import activate, identity, log, snapshot, store
+from edgefleet_node.agent import activate, credentials, identity, log, snapshot, store
 from edgefleet_node.agent.client import GatewayClient, GatewayError, UnreachableError
 from edgefleet_node.agent.clock import SKEW_TOLERANCE, Clock
 from edgefleet_node.agent.reporter import Backoff, Reporter
 from edgefleet_node.agent.reports import ReportQueue
 from edgefleet_node.agent.runtime import Runtime
 from edgefleet_node.protocol import desired as proto_desired
-from edgefleet_node.protocol import dsse, enroll, wire
+from edgefleet_node.protocol import dsse, wire
 
 __all__ = ["Agent", "LoopSettings"]
 
@@ -61,8 +61,7 @@ class Agent:
         self.settings = settings or LoopSettings()
         status = store.read_json(state.status) or {}
         self.clock = clock or Clock(offset=float(status.get("clockOffset", 0.0)))
-        self.identity = identity.load(state)
-        self.client = self._client()
+        self.creds = credentials.Credentials(state, self.clock)
         self.activator = activate.Activator(state, runtime, self.settings.activation)
         self.held: proto_desired.DesiredState | None = self._load_held()
         self.queue = ReportQueue(state.reports, self.settings.queue_capacity)
@@ -79,22 +78,12 @@ class Agent:
         self.last_contact: float | None = status.get("lastContact")
         self._backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap)
         self._retry_at: float | None = None
-        self._identity_stamp = self._stamp()
         self._stop = threading.Event()
         self._next_heal = 0.0
         self.log = log.get()
-        self._where = {"namespace": self.identity.namespace, "device": self.identity.device}
+        self._where = self.creds.where
 
     # -- setup ---------------------------------------------------------------------
-    def _client(self) -> GatewayClient:
-        return GatewayClient(
-            self.identity.gateway, self.identity.ca_pem, self.identity.client_pem, self.clock
-        )
-
-    def _stamp(self) -> tuple[int, int]:
-        st = (self.state.identity / "client.pem").stat()
-        return st.st_mtime_ns, st.st_ino
-
     def _load_held(self) -> proto_desired.DesiredState | None:
         """The document accepted last (verified when it arrived). Not verified again: after
         a document-key rotation the old signature no longer verifies, and forgetting the
@@ -104,6 +93,14 @@ class Agent:
             return proto_desired.DesiredState.from_bytes(envelope.payload)
         except (FileNotFoundError, wire.ProtocolError):
             return None
+
+    @property
+    def identity(self) -> identity.Identity:
+        return self.creds.identity
+
+    @property
+    def client(self) -> GatewayClient:
+        return self.creds.client
 
     # -- the loop --------------------------------------------------------------------
     def stop(self) -> None:
@@ -142,7 +139,7 @@ class Agent:
 
     def step(self) -> None:
         """One turn: identity and renewal, a pending activation, one long-poll."""
-        self._check_identity()
+        self.creds.check()
         if time.monotonic() >= self._next_heal:
             self._next_heal = time.monotonic() + self.settings.report_interval
             healed = self.activator.heal()
@@ -178,11 +175,11 @@ class Agent:
             )
         except UnreachableError as exc:
             # A gateway may refuse an expired client certificate in the TLS handshake.
-            expired = self.clock.time() > self.identity.not_after.timestamp()
+            expired = self.creds.expired()
             self._offline("CertificateExpired" if expired else "Offline", str(exc))
             return
         except GatewayError as exc:
-            expired = self.clock.time() > self.identity.not_after.timestamp()
+            expired = self.creds.expired()
             self.refused = exc.status in (401, 403)  # e.g. CertificateInvalid, Revoked
             self._offline(
                 "CertificateExpired" if expired else exc.reason,
@@ -195,7 +192,7 @@ class Agent:
             return
         try:
             poll = proto_desired.PollResponse.from_bytes(response.body)
-            self._take_trust(poll.trust)
+            self.creds.take_trust(poll.trust)
             doc = proto_desired.accept(
                 poll.desired,
                 self.identity.document_keys,
@@ -222,17 +219,6 @@ class Agent:
             )
             self._retry_at = None
             self._activate(doc)
-
-    def _take_trust(self, envelope: dsse.Envelope) -> None:
-        bundle = proto_desired.accept_trust(
-            envelope, self.identity.document_keys, self.identity.trust.serial
-        )
-        if bundle is None:
-            return
-        self.log.info("trust bundle adopted", **self._where, serial=bundle.serial)
-        identity.save_trust(self.state, bundle)
-        self.identity = identity.load(self.state)
-        self.client.reload(ca_pem=self.identity.ca_pem)
 
     def _activate(self, doc: proto_desired.DesiredState) -> None:
         try:
@@ -306,38 +292,3 @@ class Agent:
         self.connection = state
         self.reporter.last_error = message[:300]
         self._pause(max(self._backoff.next(), at_least))  # an overloaded gateway's Retry-After
-
-    # -- identity ----------------------------------------------------------------------
-    def _check_identity(self) -> None:
-        stamp = self._stamp()
-        if stamp != self._identity_stamp:  # re-enrolled (new token) or renewed
-            self._identity_stamp = stamp
-            self.identity = identity.load(self.state)
-            self.log.info("identity reloaded", **self._where, serial=f"{self.identity.serial:x}")
-            self.client.reload(self.identity.client_pem, self.identity.ca_pem)
-        if self.clock.time() >= self.identity.renew_at and self._retry_renew():
-            self._renew()
-
-    def _retry_renew(self) -> bool:
-        return self.clock.time() <= self.identity.not_after.timestamp()
-
-    def _renew(self) -> None:
-        key_pem, csr = identity.make_key_and_csr(self.identity.namespace, self.identity.device)
-        try:
-            response = self.client.request(
-                "POST",
-                wire.RENEW_PATH,
-                enroll.RenewRequest(csr).to_bytes(),
-                {wire.INSTANCE_HEADER: self.identity.instance_id},
-                limit=wire.MAX_ENROLL_BODY,
-            )
-            answer = enroll.EnrollResponse.from_bytes(response.body)
-        except (UnreachableError, GatewayError, wire.ProtocolError):
-            return  # try again next turn; the old certificate is still valid
-        serial = identity.save_credentials(self.state, key_pem, answer, self.clock.time())
-        self.log.info(
-            "certificate renewed", **self._where, serial=f"{serial:x}", not_after=answer.not_after
-        )
-        self.identity = identity.load(self.state)
-        self._identity_stamp = self._stamp()
-        self.client.reload(self.identity.client_pem)
