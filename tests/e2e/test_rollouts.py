@@ -111,6 +111,15 @@ def test_three_step_canary_completes_with_counts_and_conditions(
             assert want["config"] == {"THRESHOLD": "0.5"}
             managers = {m["manager"] for m in d["metadata"]["managedFields"]}
             assert {"edgefleet-rollouts", "edgefleet-gateway"} <= managers
+        followed = h.plugin(crds, namespace, "rollout", "status", "canary", "--watch")
+        assert followed.count("\n") == 1  # not a TTY: one plain line per change
+        assert "Completed: 200/200 updated, 200 healthy" in followed
+        listing = h.plugin(crds, namespace, "device", "list")
+        assert len(listing.splitlines()) == 201
+        assert "det=2.0.0" in listing.splitlines()[1]
+        described = h.plugin(crds, namespace, "device", "describe", "arm-000")
+        assert "rollout=canary" in described
+        assert "Healthy" in described
         reasons = h.events(crds, namespace, "canary")
         assert {"WaveStarted", "StepCompleted", "Promoted", "Completed"} <= set(reasons)
         row = crds.kubectl("get", "efro", "canary", "-n", namespace).stdout

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -227,6 +228,14 @@ def _internal_error(ro: Rollout, exc: Exception) -> RolloutStatus:
     return old.model_copy(update={"conditions": conditions})
 
 
+_CACHE_ID = "rollout-cache"
+
+
+def _quiet_cache(record: logging.LogRecord) -> bool:
+    """Drop kopf's per-event success lines of the cache handlers (one per device event)."""
+    return _CACHE_ID not in record.getMessage() or record.levelno > logging.INFO
+
+
 def register(registry: kopf.OperatorRegistry, controller: RolloutController) -> None:
     """Register the rollout controller's watches, start-up and clean-up on ``registry``."""
     tasks: list[asyncio.Task[None]] = []
@@ -239,7 +248,11 @@ def register(registry: kopf.OperatorRegistry, controller: RolloutController) -> 
 
             return observe
 
-        kopf.on.event(GROUP, VERSION, plural, registry=registry)(make(plural))
+        kopf.on.event(GROUP, VERSION, plural, id=f"{_CACHE_ID}-{plural}", registry=registry)(
+            make(plural)
+        )
+    # kopf logs every handler call; the cache sees every event of the fleet: keep quiet.
+    logging.getLogger("kopf.objects").addFilter(_quiet_cache)
 
     @kopf.on.startup(registry=registry)
     async def start_rollouts(**_: Any) -> None:
