@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -372,3 +373,34 @@ def test_supplied_serving_certificate_is_never_replaced(core, gateway_ns):
     stored = store.read_secret(core, gateway_ns, store.GATEWAY_TLS)
     assert stored is not None
     assert stored.need("tls.crt").startswith(mine.cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_replicas_starting_together_agree_on_one_pki(crds, gateway_ns):
+    """Two gateway replicas generating at once: every create race has one winner and
+    both end up with the winner's material."""
+    results: list[gateway_pki.GatewayPki] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        api = config.new_client_from_config(config_file=str(crds.kubeconfig))  # type: ignore[no-untyped-call]
+        try:
+            barrier.wait(10)
+            results.append(gateway_pki.load_or_create(client.CoreV1Api(api), gateway_ns, NAMES))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            api.close()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(results) == 4
+    for other in results[1:]:
+        assert other.device_ca.current.cert == results[0].device_ca.current.cert
+        assert other.gateway_ca.current.cert == results[0].gateway_ca.current.cert
+        assert other.serving.cert == results[0].serving.cert
+        assert other.signing_key_pems() == results[0].signing_key_pems()
