@@ -26,7 +26,7 @@ import httpx
 from yarl import URL
 
 from edgefleet.clients import registry_auth
-from edgefleet.clients.registry_errors import RegistryError
+from edgefleet.clients.registry_errors import RegistryAuthError, RegistryError
 from edgefleet_node.oci import types as oci_types
 
 __all__ = ["MANIFEST_TYPES", "MAX_MANIFEST", "Manifest", "RegistryReader"]
@@ -114,7 +114,13 @@ class RegistryReader:
                     f"{type(exc).__name__}: {exc}", code="TRANSPORT", operation=operation
                 ) from exc
             try:
-                if response.status == 401 and attempt == 0:
+                if response.status == 401 and attempt == 1:
+                    raise RegistryAuthError(
+                        "the registry refused the configured credentials",
+                        status=401,
+                        operation=operation,
+                    )
+                if response.status == 401:
                     challenge = httpx.Response(
                         401,
                         headers={"www-authenticate": response.headers.get("www-authenticate", "")},
