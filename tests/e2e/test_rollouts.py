@@ -5,6 +5,7 @@ assignments are counted by each device's desiredRevision (one per controller wri
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -29,6 +30,15 @@ def test_rollout_is_in_progress_before_any_controller_looks(crds, namespace, api
     obj = h.get(api, namespace, "rollouts", "early")
     assert obj["status"]["observedGeneration"] == 0
     assert kstatus.compute(obj)[0] == "InProgress"
+    # The same for an EdgeDevice no gateway has looked at yet.
+    device = {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "EdgeDevice",
+        "metadata": {"name": "fresh", "namespace": namespace},
+        "spec": {"platform": "linux/amd64"},
+    }
+    crds.kubectl("apply", "-f", "-", input_text=json.dumps(device))
+    assert kstatus.compute(h.get(api, namespace, "edgedevices", "fresh"))[0] == "InProgress"
 
 
 def test_three_step_canary_completes_with_counts_and_conditions(
