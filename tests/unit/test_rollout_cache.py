@@ -45,3 +45,39 @@ def test_an_invalid_object_is_kept_out():
     bad["spec"]["platform"] = "linux/riscv64"
     assert not cache.put("edgedevices", bad)
     assert cache.items("edgedevices") == []
+
+
+class _Api:
+    """Stand-in for RolloutApi that keeps what was applied (unit test only)."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[tuple[str, str], dict] = {}
+
+    def apply_status(self, namespace, name, status):
+        self.statuses[(namespace, name)] = status.wire()
+        return {
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": "99"},
+            "status": status.wire(),
+        }
+
+
+def test_a_rollout_the_models_refuse_gets_a_stalled_status():
+    from edgefleet.handlers.rollout import RolloutController
+
+    api = _Api()
+    controller = RolloutController(api)  # type: ignore[arg-type]
+    body = {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "old", "namespace": "ns", "generation": 3, "resourceVersion": "7"},
+        "spec": {"model": {"name": "det", "version": "1"}, "selector": {"matchLabels": {}}},
+    }
+    controller.observe("rollouts", "ADDED", body)
+    controller.run_pass()
+    status = api.statuses[("ns", "old")]
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Stalled"]["status"] == "True"
+    assert conds["Stalled"]["reason"] == "InvalidSpec"
+    assert "selector" in conds["Stalled"]["message"]
+    assert conds["Ready"]["status"] == "False"
+    assert status["observedGeneration"] == 3

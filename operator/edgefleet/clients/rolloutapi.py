@@ -57,20 +57,20 @@ class RolloutApi:
         )
         return cast(dict[str, Any], result)
 
-    def apply_status(self, rollout: Rollout, status: RolloutStatus) -> dict[str, Any]:
+    def apply_status(self, namespace: str, name: str, status: RolloutStatus) -> dict[str, Any]:
         """Apply the Rollout's status (all of it is the controller's)."""
         body = {
             "apiVersion": "edgefleet.io/v1alpha1",
             "kind": "Rollout",
-            "metadata": {"name": rollout.metadata.name, "namespace": rollout.metadata.namespace},
+            "metadata": {"name": name, "namespace": namespace},
             "status": status.wire(),
         }
         result = self.objects.patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
-            rollout.metadata.namespace or "default",
+            namespace,
             "rollouts",
-            rollout.metadata.name,
+            name,
             body,
             field_manager=FIELD_MANAGER,
             force=True,

@@ -29,13 +29,12 @@ import structlog
 from kubernetes import client
 
 from edgefleet.api import GROUP, VERSION
-from edgefleet.api.conditions import Type
 from edgefleet.api.edgedevice import EdgeDevice
 from edgefleet.api.inferencemodel import InferenceModel
 from edgefleet.api.rollout import Rollout, RolloutStatus
 from edgefleet.clients.rolloutapi import RolloutApi
-from edgefleet.domain.conditions import set_condition
-from edgefleet.domain.rollout import DeviceWrite, World, decide
+from edgefleet.domain.failures import Failure, classify
+from edgefleet.domain.rollout import DeviceWrite, World, decide, report
 
 __all__ = ["WRITERS", "FleetCache", "RolloutController", "register"]
 
@@ -65,6 +64,13 @@ def _plain(body: Any) -> dict[str, Any]:
     }
 
 
+def _status_of(body: Any) -> RolloutStatus | None:
+    try:
+        return RolloutStatus.model_validate(dict(body.get("status") or {}))
+    except pydantic.ValidationError:
+        return None
+
+
 def _version(body: Any) -> int:
     text = str(dict(body.get("metadata") or {}).get("resourceVersion") or "0")
     return int(text) if text.isdigit() else 0
@@ -77,6 +83,8 @@ class FleetCache:
         self._lock = threading.Lock()
         self._objects: dict[str, dict[Key, Any]] = {k: {} for k in _KINDS}
         self._versions: dict[str, dict[Key, int]] = {k: {} for k in _KINDS}
+        #: Rollouts the models refuse: (generation, stored status, the failure).
+        self.invalid: dict[Key, tuple[int, RolloutStatus | None, Failure]] = {}
 
     def put(self, plural: str, body: Any, *, deleted: bool = False) -> bool:
         """Store ``body`` unless an equal or newer version is held; whether it changed."""
@@ -88,21 +96,40 @@ class FleetCache:
             if deleted:
                 self._objects[plural].pop(key, None)
                 self._versions[plural].pop(key, None)
+                self.invalid.pop(key, None)
                 return True
             if version and version <= held:
                 return False
         try:
             parsed = _KINDS[plural].model_validate(_plain(body))
         except pydantic.ValidationError as exc:
-            log.warning("object not valid, ignored", kind=plural, namespace=key[0], name=key[1],
-                        errors=exc.error_count())  # fmt: skip
+            log.warning(
+                "object not valid, ignored",
+                kind=plural,
+                namespace=key[0],
+                name=key[1],
+                errors=exc.error_count(),
+            )
+            if plural == "rollouts":
+                with self._lock:
+                    self.invalid[key] = (
+                        int(meta.get("generation") or 0),
+                        _status_of(body),
+                        classify(exc),
+                    )
             return False
         with self._lock:
             if version and version <= self._versions[plural].get(key, -1):
                 return False
             self._objects[plural][key] = parsed
             self._versions[plural][key] = version
+            if plural == "rollouts":
+                self.invalid.pop(key, None)
         return True
+
+    def refused(self) -> list[tuple[Key, int, RolloutStatus | None, Failure]]:
+        with self._lock:
+            return [(k, *v) for k, v in self.invalid.items()]
 
     def items(self, plural: str, namespace: str | None = None) -> list[Any]:
         with self._lock:
@@ -142,6 +169,13 @@ class RolloutController:
             self.wake.set()
 
     def run_pass(self) -> None:
+        for (ns, name), generation, old, failure in self.cache.refused():
+            status = report.failed(old, generation=generation, failure=failure, now=self.clock())
+            if old is None or old.wire() != status.wire():
+                try:
+                    self.api.apply_status(ns, name, status)
+                except client.ApiException as exc:
+                    log.warning("status write failed", namespace=ns, name=name, status=exc.status)
         for ro in self.cache.items("rollouts"):
             if ro.metadata.model_extra and ro.metadata.model_extra.get("deletionTimestamp"):
                 continue
@@ -164,9 +198,13 @@ class RolloutController:
         )
         try:
             decision = decide(world)
-        except Exception as exc:  # a planner bug must still show in status
-            bound.exception("rollout pass failed")
-            self._write_status(ro, _internal_error(ro, exc), bound)
+        except Exception as exc:  # a failure must still show in status, typed
+            failure = classify(exc)
+            bound.exception("rollout pass failed", reason=failure.reason)
+            status = report.failed(
+                ro.status, generation=ro.metadata.generation or 0, failure=failure, now=world.now
+            )
+            self._write_status(ro, status, bound)
             return
         applied = sum(self._pool.map(lambda w: self._apply(w, bound), decision.writes))
         self._write_status(ro, decision.status, bound)
@@ -198,7 +236,10 @@ class RolloutController:
         if ro.status is not None and ro.status.wire() == status.wire():
             return
         try:
-            self.cache.put("rollouts", self.api.apply_status(ro, status))
+            self.cache.put(
+                "rollouts",
+                self.api.apply_status(ro.metadata.namespace or "default", ro.metadata.name, status),
+            )
         except client.ApiException as exc:
             bound.warning("status write failed, retrying next pass", status=exc.status)
 
@@ -212,20 +253,6 @@ class RolloutController:
                 await asyncio.to_thread(self.run_pass)
             except Exception:  # keep the loop alive; the next pass retries
                 log.exception("rollout loop pass failed")
-
-
-def _internal_error(ro: Rollout, exc: Exception) -> RolloutStatus:
-    old = ro.status or RolloutStatus()
-    generation = ro.metadata.generation or 0
-    conditions = set_condition(
-        old.conditions,
-        Type.RECONCILING,
-        "True",
-        "InternalError",
-        f"retrying: {type(exc).__name__}: {exc}"[:1024],
-        generation=generation,
-    )
-    return old.model_copy(update={"conditions": conditions})
 
 
 _CACHE_ID = "rollout-cache"

@@ -18,13 +18,14 @@ from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.meta import Condition, ConditionStatus
 from edgefleet.api.rollout import DeviceCounts, DeviceNote, RolloutPhase, RolloutStatus, WaveStatus
 from edgefleet.domain.conditions import find, set_condition, summarise_ready
+from edgefleet.domain.failures import Failure
 from edgefleet.domain.rollout.health import DeviceState, parse_time
 
 if TYPE_CHECKING:
     from edgefleet.domain.rollout.decide import Event
     from edgefleet.domain.rollout.progress import Progress
 
-__all__ = ["Outcome", "conclude", "rfc3339"]
+__all__ = ["Outcome", "conclude", "failed", "rfc3339"]
 
 
 def rfc3339(now: datetime.datetime) -> str:
@@ -178,3 +179,48 @@ def conclude(
         lost_devices=list(lost)[:50],
         retry_token=p.retry_token,
     )
+
+
+def failed(
+    old: RolloutStatus | None, *, generation: int, failure: Failure, now: datetime.datetime
+) -> RolloutStatus:
+    """The status of a pass that failed: the rest of the status is kept; a permanent
+    failure (e.g. a spec the models refuse) stalls until the spec changes, a temporary
+    one keeps ``Reconciling=True`` and is retried on the next pass."""
+    status = old or RolloutStatus()
+    at = rfc3339(now)
+    conds = list(status.conditions)
+    if failure.permanent:
+        conds = set_condition(
+            conds,
+            Type.STALLED,
+            "True",
+            failure.reason,
+            failure.message,
+            generation=generation,
+            now=at,
+        )
+        conds = set_condition(
+            conds,
+            Type.RECONCILING,
+            "False",
+            failure.reason,
+            "waiting for a spec change",
+            generation=generation,
+            now=at,
+        )
+    else:
+        conds = set_condition(
+            conds,
+            Type.RECONCILING,
+            "True",
+            failure.reason,
+            f"retrying: {failure.message}",
+            generation=generation,
+            now=at,
+        )
+    conds = summarise_ready(conds, (Type.PROGRESSING,), generation=generation, now=at)
+    update: dict[str, object] = {"conditions": conds, "message": failure.message[:4096]}
+    if failure.permanent:
+        update["observed_generation"] = generation
+    return status.model_copy(update=update)
