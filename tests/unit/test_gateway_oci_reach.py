@@ -98,6 +98,35 @@ def test_concurrent_askers_share_one_fetch():
     assert reg.fetches.count((REPO, index)) == 1
 
 
+def test_a_cancelled_fetch_does_not_fail_the_others():
+    reg = FakeRegistry()
+    index, _, _ = _image(reg)
+    gate = asyncio.Event()
+    plain = reg.fetch
+
+    async def slow(repo: str, reference: str) -> Manifest | None:
+        await gate.wait()
+        return await plain(repo, reference)
+
+    reach = Reachability(slow)
+
+    async def scenario() -> Manifest | None:
+        first = asyncio.create_task(reach.manifest(REPO, index))  # fetches
+        await asyncio.sleep(0)
+        second = asyncio.create_task(reach.manifest(REPO, index))  # waits on the first
+        await asyncio.sleep(0)
+        first.cancel()  # its device hung up
+        await asyncio.sleep(0)
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await second
+
+    found = asyncio.run(scenario())
+    assert found is not None
+    assert found.digest == index
+
+
 def test_registry_failures_allow_only_what_was_named():
     reg = FakeRegistry()
     index, _, _ = _image(reg)

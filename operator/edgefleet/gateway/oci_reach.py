@@ -131,7 +131,7 @@ class Reachability:
         cached = self._manifests.get(key)
         if cached is not None:
             return cached
-        return await self._once(key, self._fetch(repo, digest), cache=True)
+        return await self._once(key, cache=True)
 
     async def signature(self, repo: str, digest: str) -> Manifest | None:
         """The cosign signature manifest of ``digest`` (tag ``sha256-<hex>.sig``), if any."""
@@ -140,26 +140,30 @@ class Reachability:
         hit = self._tags.get(key)
         if hit is not None and hit[0] > self._clock():
             return hit[1]
-        found = await self._once(key, self._fetch(repo, tag), cache=False)
+        found = await self._once(key, cache=False)
         self._tags[key] = (self._clock() + self._ttl, found)
         if len(self._tags) > 4 * self._max_answers:
             self._tags.clear()
         return found
 
-    async def _once(
-        self, key: tuple[str, str], fetching: Awaitable[Manifest | None], *, cache: bool
-    ) -> Manifest | None:
-        """Run one fetch per key at a time; concurrent askers share its result."""
-        pending = self._inflight.get(key)
-        if pending is not None:
-            if asyncio.iscoroutine(fetching):
-                fetching.close()
-            return await asyncio.shield(pending)
+    async def _once(self, key: tuple[str, str], *, cache: bool) -> Manifest | None:
+        """Run one fetch per key at a time; concurrent askers share its result. When the
+        request that fetches is cancelled (its device hung up), the others fetch anew."""
+        while (pending := self._inflight.get(key)) is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we were cancelled ourselves
         future: asyncio.Future[Manifest | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            result = await fetching
-        except BaseException as exc:
+            result = await self._fetch(*key)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody waits
             raise
