@@ -163,6 +163,8 @@ class FakeGateway:
         self.workloads: tuple[desired.Workload, ...] = ()
         self.envelope: dsse.Envelope | None = None
         self.trust_serial = 1
+        self.trust_keys: list[ec.EllipticCurvePrivateKey] = []
+        self.trust_signer: ec.EllipticCurvePrivateKey | None = None
         self.reports: dict[int, report.Report] = {}
         self.report_posts = 0
         self.blob_bytes_sent: dict[str, int] = {}
@@ -293,12 +295,15 @@ class FakeGateway:
         return doc
 
     def trust(self) -> dsse.Envelope:
+        """The trust bundle: every key in ``trust_keys`` (default: the document key),
+        signed by ``trust_signer`` (default: the document key)."""
+        keys = self.trust_keys or [self.doc_key]
         return desired.TrustBundle(
             self.trust_serial,
             (pem(self.ca_cert),),
-            (pub_pem(self.doc_key),),
+            tuple(pub_pem(k) for k in keys),
             (pub_pem(self.image_key),),
-        ).sign([self.doc_key])
+        ).sign([self.trust_signer or self.doc_key])
 
     def issue(self, csr_pem: bytes) -> enroll.EnrollResponse:
         csr, namespace, device = enroll.csr_identity(csr_pem)

@@ -209,3 +209,41 @@ def test_a_new_version_of_the_same_image_and_config_is_not_restarted(gw, state) 
             lambda: [w.version for w in gw.reports[max(gw.reports)].workloads] == ["1.0.1"],
         )
     assert len(rt.started) == 1
+
+
+def test_a_document_key_rotation_overlaps(gw, state) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    old_key, new_key = gw.doc_key, ec.generate_private_key(ec.SECP256R1())
+    image = gw.add_image(REPO, [4096])
+    gw.publish((image.workload(version="1"),))
+    rt = SimulatedRuntime()
+    with running_agent(state, rt) as agent:
+        wait_for("v1", lambda: agent.activator.version == gw.version)
+        # Phase 1: the bundle names old and new, signed by the old key.
+        gw.trust_serial, gw.trust_keys, gw.trust_signer = 2, [old_key, new_key], old_key
+        gw.publish((image.workload(version="2"),), key=new_key)
+        wait_for("v2 signed by the new key", lambda: agent.activator.version == gw.version)
+        assert agent.identity.trust.serial == 2
+        # Phase 2: the old key is dropped, by a bundle the new key signed.
+        gw.trust_serial, gw.trust_keys, gw.trust_signer = 3, [new_key], new_key
+        gw.publish((image.workload(version="3"),), key=new_key)
+        wait_for("v3", lambda: agent.activator.version == gw.version)
+        assert agent.identity.trust.serial == 3
+        # A document signed by the retired key is refused now.
+        gw.publish((image.workload(version="4"),), key=old_key)
+        wait_for("refused", lambda: _condition(gw, "UpdateFailed") == ("True", "SignatureInvalid"))
+    assert len(rt.started) == 1  # only labels changed: never restarted
+
+
+def test_a_trust_bundle_signed_by_an_unknown_key_is_refused(gw, state) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    rogue = ec.generate_private_key(ec.SECP256R1())
+    image = gw.add_image(REPO, [4096])
+    gw.trust_serial, gw.trust_keys, gw.trust_signer = 9, [rogue], rogue
+    gw.publish((image.workload(),), key=rogue)
+    with running_agent(state) as agent:
+        wait_for("refused", lambda: _condition(gw, "UpdateFailed") == ("True", "SignatureInvalid"))
+        assert agent.identity.trust.serial == 0
+        assert agent.activator.version is None
