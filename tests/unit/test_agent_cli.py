@@ -95,3 +95,22 @@ def test_status_shows_what_runs(gw: FakeGateway, tmp_path: Path, capsys) -> None
     assert image.manifest.digest in human
     assert "PRIVATE KEY" not in human + json.dumps(doc)
     assert "PRIVATE KEY" in key  # (the key is where it belongs)
+
+
+def test_enrolling_as_another_device_forgets_the_old_ones_document_and_reports(
+    gw: FakeGateway, tmp_path: Path
+) -> None:
+    from edgefleet_node.agent import store
+    from edgefleet_node.agent.reports import ReportQueue
+    from edgefleet_node.protocol import report
+
+    state = enrolled(gw, tmp_path / "s")
+    instance = json.loads((state.identity / "identity.json").read_text())["instanceId"]
+    state.desired.write_bytes(b"{}")
+    ReportQueue(state.reports).put(report.Report(1, "2026-01-01T00:00:00Z", instance))
+    gw.device = "dev-2"
+    again = enrolled(gw, tmp_path / "s")
+    assert not again.desired.exists()
+    assert list(again.reports.glob("*.json")) == []
+    doc = store.read_json(again.identity / "identity.json") or {}
+    assert (doc["device"], doc["instanceId"]) == ("dev-2", instance)  # same installation

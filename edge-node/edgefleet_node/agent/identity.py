@@ -138,8 +138,11 @@ def save_enrolment(
         response.namespace,
         response.device,
     ):
-        # Another device's held document would make the version rules meaningless.
+        # Another device's held document would make the version rules meaningless, and
+        # its queued reports are not this device's.
         state.desired.unlink(missing_ok=True)
+        for queued in state.reports.glob("*.json"):
+            queued.unlink(missing_ok=True)
     trust = TrustBundle(0, response.gateway_cas, response.signing_keys, response.image_keys)
     held = _load_trust(state)
     if held is not None and held.serial > 0 and previous.get("device") == response.device:
