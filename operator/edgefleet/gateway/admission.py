@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -148,6 +149,32 @@ class ConnectionGate:
         self.open = 0
         self.refused = 0
         self._metrics = metrics
+        self._transports: set[asyncio.BaseTransport] = set()
+        self._handshaking: weakref.WeakSet[asyncio.Protocol] = weakref.WeakSet()
+        self._raw: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
+        self.closing = False
+
+    async def drain_handshakes(self, timeout: float) -> None:
+        """Wait (bounded) for TLS handshakes under way: each ends in a connection (then
+        dropped, since we are closing) or a failure."""
+        deadline = time.monotonic() + timeout
+        while self._handshaking and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def abort_all(self) -> None:
+        """Drop every connection still open (the end of a shutdown)."""
+        self.closing = True
+        for transport in list(self._transports):
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+            else:
+                transport.close()
+        self._transports.clear()
+        # asyncio's TLS transport forgets its socket after a second close() (aiohttp
+        # closes twice), so also abort the socket transports under them still open.
+        for raw in list(self._raw):
+            if not raw.is_closing():
+                raw.abort()
 
     def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         gate = self
@@ -156,9 +183,12 @@ class ConnectionGate:
             def __init__(self) -> None:
                 self.inner = inner()
                 self.counted = False
+                self.transport: asyncio.BaseTransport | None = None
+                gate._handshaking.add(self)
 
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                if gate.open >= gate.limit:
+                gate._handshaking.discard(self)
+                if gate.closing or gate.open >= gate.limit:
                     gate.refused += 1
                     if isinstance(transport, asyncio.Transport):
                         transport.abort()
@@ -166,12 +196,18 @@ class ConnectionGate:
                         transport.close()
                     return
                 gate.open += 1
+                gate._transports.add(transport)
+                raw = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+                if isinstance(raw, asyncio.Transport):
+                    gate._raw.add(raw)
+                self.transport = transport
                 self.counted = True
                 gate._metrics.connections_open.set(gate.open)
                 self.inner.connection_made(transport)
 
             def connection_lost(self, exc: Exception | None) -> None:
                 if self.counted:
+                    gate._transports.discard(self.transport)
                     gate.open -= 1
                     self.counted = False
                     gate._metrics.connections_open.set(gate.open)

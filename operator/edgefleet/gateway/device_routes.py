@@ -296,7 +296,7 @@ class DeviceRoutes:
             raise GatewayError(400, "Malformed", str(exc)) from None
         for item in batch.reports:
             self._check_instance(ident, device, item.instance_id)
-        self.sessions.touch(ident.key, device)
+        self.sessions.touch(ident.key, device, claim=False)
         newest = batch.newest()
         stored_seq = (device.status.report_seq if device.status else None) or 0
         if newest.seq <= stored_seq:

@@ -188,7 +188,7 @@ async def serve(
             group.create_task(cache.run()),
             group.create_task(leases.run()),
             group.create_task(writer.run()),
-            group.create_task(sessions.run()),
+            group.create_task(sessions.run(min(5.0, cfg.online_grace.total_seconds() / 3))),
         ]
         if load_pki is not None:
             background.append(group.create_task(reload_pki()))
@@ -224,11 +224,15 @@ async def serve(
         routes.stop()  # open long-polls answer 304 now; devices reconnect elsewhere
         await runner.shutdown()  # answers open long-polls and closes connections
         await runner.cleanup()
+        gate.abort_all()  # whatever did not finish its TLS shutdown
+        await gate.drain_handshakes(cfg.limits.handshake_timeout + 1)  # stuck ones time out
+        await asyncio.sleep(0.1)  # let the aborted transports close their sockets
+        for task in background:
+            task.cancel()
+        await asyncio.sleep(0)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 await leases.release()
-        for task in background:
-            task.cancel()
     if reader is not None:
         await reader.aclose()
     await kube.aclose()

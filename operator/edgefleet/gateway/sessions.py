@@ -87,15 +87,17 @@ class Sessions:
         seen = wire.parse_time(status.last_seen, "lastSeen")
         return seen + self._interval <= now
 
-    def touch(self, key: DeviceKey, device: EdgeDevice) -> Session:
-        """A request from ``device``: remember it; queue Online/lastSeen when they move."""
+    def touch(self, key: DeviceKey, device: EdgeDevice, *, claim: bool = True) -> Session:
+        """A request from ``device``: remember it; queue Online/lastSeen when they move.
+        Only the long-poll ``claim``s the device for this replica (its heartbeat): a
+        report that a load balancer sent elsewhere must not move ``Online`` back and forth."""
         session = self._sessions.get(key)
         if session is None:
             session = self._sessions[key] = Session()
             self._metrics.connected_devices.set(len(self._sessions))
         session.last = time.monotonic()
         now = _now()
-        if self._needs_write(device, now):
+        if claim and self._needs_write(device, now):
             self._writer.mark(key, Observation(now, online=True, replica=self.replica, seen=True))
         return session
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import functools
 import threading
 from pathlib import Path
@@ -28,7 +29,8 @@ __all__ = ["GatewayReplica", "loopback_config"]
 
 
 def loopback_config(namespace: str, replica: str = "gw-a", **overrides: Any) -> GatewayConfig:
-    """Settings for a loopback test replica (short timeouts so tests stay short)."""
+    """Settings for a loopback test replica (short timeouts so tests stay short; every
+    replica of a test run must share the grace period, as replicas of one fleet do)."""
     limits = overrides.pop("limits", Limits(handshake_timeout=3, body_timeout=2, idle_timeout=5))
     return dataclasses.replace(
         GatewayConfig(namespace=namespace),
@@ -37,6 +39,7 @@ def loopback_config(namespace: str, replica: str = "gw-a", **overrides: Any) -> 
         names=("localhost", "127.0.0.1"),
         replica=replica,
         lease_seconds=6,
+        online_grace=datetime.timedelta(seconds=10),
         pki_reload=3600,
         limits=limits,
         **overrides,

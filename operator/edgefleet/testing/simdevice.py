@@ -306,6 +306,12 @@ class SimDevice:
     async def run(self, stop: asyncio.Event, *, wait: float = 60.0) -> None:
         """The agent's loop, simulated: long-poll; on a new document report it applied;
         on a connection failure back off with jitter and reconnect."""
+        try:
+            await self._loop(stop, wait)
+        finally:
+            self.close()
+
+    async def _loop(self, stop: asyncio.Event, wait: float) -> None:
         backoff = 0.5
         while not stop.is_set():
             try:
