@@ -404,3 +404,23 @@ def test_replicas_starting_together_agree_on_one_pki(crds, gateway_ns):
         assert other.gateway_ca.current.cert == results[0].gateway_ca.current.cert
         assert other.serving.cert == results[0].serving.cert
         assert other.signing_key_pems() == results[0].signing_key_pems()
+
+
+def test_generated_serving_certificate_renews_itself_but_not_mid_rotation(core, gateway_ns):
+    now = datetime.datetime.now(datetime.UTC)
+    first = gateway_pki.load_or_create(core, gateway_ns, NAMES, now=now)
+    expired = now + datetime.timedelta(days=400)
+    renewed = gateway_pki.load_or_create(core, gateway_ns, NAMES, now=expired)
+    assert renewed.serving.cert != first.serving.cert
+    assert renewed.serving.cert.not_valid_after_utc > expired
+    # Close to expiry while a gateway-CA rotation is in progress: kept (a certificate of
+    # the new CA would lock out devices that have not fetched it yet) ...
+    pki_rotation.rotate(core, gateway_ns, "gateway-ca", now=expired)
+    late = expired + datetime.timedelta(days=300)
+    kept = gateway_pki.load_or_create(core, gateway_ns, NAMES, now=late)
+    assert kept.serving.cert == renewed.serving.cert
+    # ... and renewed from the new CA once the rotation is finished.
+    pki_rotation.rotate(core, gateway_ns, "gateway-ca", finish=True, force=True, now=late)
+    after = gateway_pki.load_or_create(core, gateway_ns, NAMES, now=late)
+    assert pki.issued_by(after.serving.cert, after.gateway_ca.current.cert)
+    assert after.serving.cert.not_valid_after_utc > late + datetime.timedelta(days=300)

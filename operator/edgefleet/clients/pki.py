@@ -124,9 +124,22 @@ def _load_serving(
             stored = store.create(core, _serving_object(namespace, fresh, None))
             log.info("issued serving certificate", namespace=namespace, names=list(names))
         pair = pki.load_keypair(
-            stored.need("tls.crt"), stored.need("tls.key"), stored.where, ca=False, now=now
+            stored.need("tls.crt"),
+            stored.need("tls.key"),
+            stored.where,
+            ca=False,
+            now=now,
+            check_validity=not stored.generated,  # an expired generated one is re-issued
         )
         reason = _reissue_reason(pair, names, gateway_ca, now)
+        if reason == "close to expiry" and store.ROTATION_STARTED in gateway_ca.stored.annotations:
+            # One from the new CA would lock out devices that have not learnt it yet.
+            log.warning(
+                "serving certificate renewal waits for the gateway-CA rotation",
+                namespace=namespace,
+                not_after=pair.cert.not_valid_after_utc.isoformat(),
+            )
+            return pair
         if reason is None:
             return pair
         if not stored.generated:
@@ -166,6 +179,8 @@ def _reissue_reason(
         return "not issued by a trusted gateway CA"
     if names and not pki.covers(pair.cert, names):
         return "not valid for every name in EDGEFLEET_GATEWAY_NAMES"
+    if pair.cert.not_valid_after_utc <= now:
+        return "expired"
     life = pair.cert.not_valid_after_utc - pair.cert.not_valid_before_utc
     if pair.cert.not_valid_after_utc - now < life * _RENEW_SHARE:
         return "close to expiry"

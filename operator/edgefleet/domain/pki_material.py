@@ -179,10 +179,11 @@ def load_keypair(
     *,
     ca: bool,
     now: datetime.datetime | None = None,
+    check_validity: bool = True,
 ) -> KeyPair:
     """A certificate (chain) and its key as a user supplied them, checked: the key is
-    P-256 and belongs to the first certificate, which is a CA when ``ca`` and is valid
-    now. ``what`` names the Secret in every error."""
+    P-256 and belongs to the first certificate, which is a CA when ``ca`` and (unless
+    ``check_validity`` is false) is valid now. ``what`` names the Secret in every error."""
     certs = _load_certs(cert_pem, f"{what} tls.crt")
     key = load_signing_key(key_pem_bytes, f"{what} tls.key")
     leaf = certs[0]
@@ -190,7 +191,8 @@ def load_keypair(
         raise PkiError(f"{what}: tls.key does not belong to the certificate in tls.crt")
     if ca and not _is_ca(leaf):
         raise PkiError(f"{what}: tls.crt is not a CA certificate (basicConstraints CA:TRUE)")
-    _check_validity(leaf, f"{what}: tls.crt", now_or(now))
+    if check_validity:
+        _check_validity(leaf, f"{what}: tls.crt", now_or(now))
     return KeyPair(leaf, key, tuple(certs[1:]))
 
 
