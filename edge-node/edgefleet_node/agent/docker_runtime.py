@@ -58,11 +58,47 @@ _POLL = 0.2
 _ACTIVE = frozenset({"running", "restarting"})
 _GONE = frozenset({"exited", "dead"})
 _RESERVED_ENV = frozenset({"EDGEFLEET_PORT"})
+_NOFILE = 4096
+_NPROC = 4096  # processes and threads of the container's uid (onnxruntime threads count)
 
 
 def image_tag(manifest_digest: str) -> str:
     """The local tag that names the manifest an image was loaded from."""
     return f"{TAG_REPOSITORY}:{manifest_digest.replace(':', '-')}"
+
+
+def _our_manifest(tag: str) -> str | None:
+    """The manifest digest a local tag of ours names, or None for anyone else's tag.
+
+    Podman qualifies short names (``localhost/edgefleet/workload:…``); Docker does not.
+    """
+    repository, _, suffix = tag.rpartition(":")
+    if repository.removeprefix("localhost/") != TAG_REPOSITORY:
+        return None
+    algorithm, _, hex_digest = suffix.partition("-")
+    return f"{algorithm}:{hex_digest}" if algorithm and hex_digest else None
+
+
+def _is_podman(client: Any) -> bool:
+    """Whether the engine behind the socket is Podman (its compat API lacks
+    ``/containers/{id}/update``, so restart policies are set at create)."""
+    try:
+        components = client.version().get("Components") or []
+    except Exception:  # an engine that cannot say is treated as Docker
+        return False
+    return any("podman" in str(c.get("Name", "")).lower() for c in components)
+
+
+def _start_failure(workload: Workload, step: str, exc: Exception) -> RuntimeFailure:
+    """``DeviceMissing`` when the engine could not find a declared host device."""
+    text = str(getattr(exc, "explanation", None) or exc)
+    missing = [d for d in workload.host_devices if d in text]
+    if missing and ("no such file" in text or "not a device" in text):
+        return RuntimeFailure(
+            "DeviceMissing",
+            f"{workload.name} needs host device {', '.join(missing)}, which this device lacks",
+        )
+    return RuntimeFailure("StartFailed", f"{workload.name}: cannot {step}: {text}")
 
 
 def _free_port(host: str) -> int:
@@ -110,6 +146,7 @@ class DockerRuntime:
         self._stop_timeout = stop_timeout
         self._tmpfs_size = tmpfs_size
         self._ports_lock = threading.Lock()
+        self._podman = _is_podman(client)
 
     # -- images ------------------------------------------------------------------------
     def _image(self, reference: str) -> Any | None:
@@ -124,7 +161,7 @@ class DockerRuntime:
         tag = image_tag(image.manifest_digest)
         present = self._image(image.config_digest)
         if present is not None:
-            if tag not in (present.tags or []):
+            if image.manifest_digest not in {_our_manifest(t) for t in present.tags or []}:
                 present.tag(TAG_REPOSITORY, tag.partition(":")[2])
             self._check_platform(present, image)
             return
@@ -221,26 +258,22 @@ class DockerRuntime:
                 devices=[f"{d}:{d}:rwm" for d in workload.host_devices],
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
-                restart_policy={"Name": "no"},
+                restart_policy={"Name": "unless-stopped" if self._podman else "no"},
                 log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+                # explicit and bounded: an engine default above the host's hard limit
+                # fails to start (Podman 4.3 on a host without CAP_SYS_RESOURCE)
+                ulimits=[
+                    {"name": "nofile", "soft": _NOFILE, "hard": _NOFILE},
+                    {"name": "nproc", "soft": _NPROC, "hard": _NPROC},
+                ],
             )
-        except errors.APIError as exc:
-            raise RuntimeFailure("StartFailed", f"{workload.name}: cannot create: {exc}") from exc
+        except errors.APIError as exc:  # Podman checks devices here, Docker at start
+            raise _start_failure(workload, "create", exc) from exc
         try:
             container.start()
         except errors.APIError as exc:
             self._remove(container)
-            text = str(exc)
-            if "device" in text and ("no such file" in text or "not a device" in text):
-                missing = [d for d in workload.host_devices if d in text] or list(
-                    workload.host_devices
-                )
-                raise RuntimeFailure(
-                    "DeviceMissing",
-                    f"{workload.name} needs host device {', '.join(missing)}, which this "
-                    f"device does not have",
-                ) from exc
-            raise RuntimeFailure("StartFailed", f"{workload.name}: cannot start: {text}") from exc
+            raise _start_failure(workload, "start", exc) from exc
         agent_log.get().info(
             "container started",
             workload=workload.name,
@@ -271,7 +304,11 @@ class DockerRuntime:
             tail = container.logs(tail=5).decode("utf-8", "replace").strip()
         except Exception:  # logs are a courtesy; the exit code is the fact
             tail = ""
-        text = f"container exited with code {state.get('ExitCode')}"
+        restarts = int(container.attrs.get("RestartCount") or 0)
+        if state.get("Status") in _GONE or not restarts:
+            text = f"container exited with code {state.get('ExitCode')}"
+        else:  # restarted by the engine after exiting (Podman starts it unless-stopped)
+            text = f"container exited and was restarted {restarts} time(s)"
         if state.get("OOMKilled"):
             text += " (killed: out of memory)"
         return f"{text}; last log lines: {tail[-600:]}" if tail else text
@@ -285,7 +322,8 @@ class DockerRuntime:
             if container is None:
                 return ProbeResult(False, "Exited", f"{instance.workload}: the container is gone")
             state = container.attrs.get("State") or {}
-            if state.get("Status") in _GONE or state.get("Restarting"):
+            restarted = int(container.attrs.get("RestartCount") or 0) > 0  # Podman
+            if state.get("Status") in _GONE or state.get("Restarting") or restarted:
                 return ProbeResult(False, "Exited", self._exit_message(container))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -334,7 +372,7 @@ class DockerRuntime:
 
     def _keep_across_reboots(self, instance_id: str) -> None:
         container = self._container(instance_id)
-        if container is not None:
+        if container is not None and not self._podman:  # Podman 4.3 has no update route
             container.update(restart_policy={"Name": "unless-stopped", "MaximumRetryCount": 0})
 
     def stop(self, instance: Instance) -> None:
@@ -399,9 +437,8 @@ class DockerRuntime:
                 in_use.add(str(container.attrs.get("Image", "")))
         for image in self._docker.images.list(name=TAG_REPOSITORY):
             for tag in image.tags or []:
-                repository, _, suffix = tag.rpartition(":")
-                manifest = suffix.replace("-", ":", 1)
-                if repository != TAG_REPOSITORY or manifest in keep or image.id in in_use:
+                manifest = _our_manifest(tag)
+                if manifest is None or manifest in keep or image.id in in_use:
                     continue
                 try:
                     self._docker.images.remove(tag)
