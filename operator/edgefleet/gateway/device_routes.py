@@ -162,7 +162,11 @@ class DeviceRoutes:
             reason = getattr(exc, "reason", None)
             if not isinstance(reason, str):
                 raise
-            raise GatewayError(401, reason, str(exc)) from None
+            if reason in ("TokenInvalid", "TokenExpired"):
+                raise GatewayError(401, reason, str(exc)) from None
+            raise GatewayError(  # e.g. a conflict in the token store: transient
+                503, reason, str(exc), headers={"Retry-After": str(self.cfg.limits.retry_after)}
+            ) from None
         now = _now()
         if req.platform != device.spec.platform:
             message = (

@@ -150,6 +150,8 @@ class SimDevice:
     documents: int = 0
     last_document_at: float = 0.0  # monotonic
     acked: int = 0
+    polls_ok: int = 0  # answered 200 or 304
+    last_ok_at: float = 0.0  # monotonic
     _conn: _Connection | None = None
 
     # -- TLS -------------------------------------------------------------------
@@ -260,6 +262,9 @@ class SimDevice:
             headers={wire.INSTANCE_HEADER: self.instance_id},
             timeout=wait + 30,
         )
+        if result.status in (200, 304):
+            self.polls_ok += 1
+            self.last_ok_at = time.monotonic()
         if result.status == 200:
             poll = desired.PollResponse.from_bytes(result.body)
             self.held = desired.accept(
