@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -245,3 +247,47 @@ def test_a_missing_host_device_is_a_clear_failure(runtime, built):
     assert err.value.reason == "DeviceMissing"
     assert "/dev/edgefleet-no-such-camera0" in str(err.value)
     assert runtime.running() == []
+
+
+@pytest.mark.skipif(not Path("/dev/net/tun").exists(), reason="no /dev/net/tun on this host")
+def test_a_declared_host_device_is_mapped_into_the_workload(runtime, built):
+    runtime.prepare(built.workload, built.image)
+    workload = Workload(**{**built.workload.__dict__, "host_devices": ("/dev/net/tun",)})
+    instance = runtime.start(workload, {})
+    assert runtime.probe(instance, workload.probe, _deadline()).healthy
+    container = runtime._docker.containers.get(instance.id)
+    devices = container.attrs["HostConfig"]["Devices"]
+    assert [d["PathOnHost"] for d in devices] == ["/dev/net/tun"]
+    assert container.exec_run(["test", "-c", "/dev/net/tun"]).exit_code == 0
+    groups = container.attrs["HostConfig"].get("GroupAdd") or []
+    assert "0" not in groups, "a root-owned device never grants the root group"
+
+
+@pytest.fixture
+def camera() -> Iterator[str]:
+    """A character device owned by root:video 0660 (the null device's numbers), like a
+    camera on Raspberry Pi OS; removed afterwards."""
+    path = f"/dev/edgefleet-test-video{uuid.uuid4().hex[:6]}"
+    try:
+        os.mknod(path, 0o660 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root with CAP_MKNOD")
+    try:
+        os.chown(path, 0, 44)  # group "video" on Debian
+        os.chmod(path, 0o660)  # mknod applied the umask
+        yield path
+    finally:
+        os.unlink(path)
+
+
+def test_the_workload_user_may_open_a_group_accessible_device(runtime, built, camera):
+    runtime.prepare(built.workload, built.image)
+    workload = Workload(**{**built.workload.__dict__, "host_devices": (camera,)})
+    instance = runtime.start(workload, {})
+    assert runtime.probe(instance, workload.probe, _deadline()).healthy
+    container = runtime._docker.containers.get(instance.id)
+    assert container.attrs["HostConfig"]["GroupAdd"] == ["44"]
+    listing = container.exec_run(["ls", "-ln", camera]).output.decode()
+    wrote = container.exec_run(["sh", "-c", f"id -u && echo frame > {camera}"])
+    assert wrote.exit_code == 0, (wrote.output, listing)
+    assert wrote.output.decode().split()[0] != "0", "as the image's non-root user"

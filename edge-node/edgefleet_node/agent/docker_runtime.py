@@ -218,9 +218,11 @@ class DockerRuntime:
         groups = []
         for path in devices:
             try:
-                groups.append(str(os.stat(path).st_gid))
+                gid = os.stat(path).st_gid
             except OSError:
                 continue  # not visible to the agent (it runs in a container): the engine checks
+            if gid != 0:  # never the root group; a root-only node stays unusable to non-root
+                groups.append(str(gid))
         return sorted(set(groups))
 
     def start(self, workload: Workload, config: Mapping[str, str]) -> Instance:
