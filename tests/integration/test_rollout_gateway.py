@@ -75,6 +75,8 @@ def test_canary_through_the_gateway_then_a_failing_wave_rolls_back(crds, fleet, 
         api, ns, "bad", lambda o: o["status"].get("phase") == "Aborted", "aborted", operator
     )
     assert h.cond(obj, "Aborted")["reason"] == "FailureThresholdExceeded"
+    for sim in sims:  # the agents went back to 2.0.0, which is healthy
+        sim.healthy = True
     wait_until(
         lambda: all(h.desired_version(d) == "2.0.0" for d in h.devices(api, ns)),
         timeout=60,
@@ -82,3 +84,5 @@ def test_canary_through_the_gateway_then_a_failing_wave_rolls_back(crds, fleet, 
     )
     revisions = sorted(d["status"]["desiredRevision"] for d in h.devices(api, ns))
     assert revisions == [1] * 9 + [3] * 3
+    # The finished canary is not aborted by what happened after it completed.
+    assert h.get(api, ns, "rollouts", "gw")["status"]["phase"] == "Completed"

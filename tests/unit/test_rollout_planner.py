@@ -345,3 +345,17 @@ def test_a_large_wave_is_written_in_bounded_passes():
     d = decide(World(f.ro, f.model, list(f.devices.values()), [], T0, max_writes=7))
     assert len(d.writes) == 7
     assert d.status.counts.updated == 7
+
+
+def test_a_completed_rollout_never_aborts_by_itself():
+    f = _fleet(n=4)
+    f.step(0)
+    f.report_all()
+    f.step(1)
+    f.step(20)
+    assert f.ro.status.phase == "Completed"
+    f.report_all("Unhealthy")
+    d = f.step(21)
+    assert d.writes == []
+    assert f.ro.status.phase == "Completed"
+    assert f.ro.status.counts.failed == 4

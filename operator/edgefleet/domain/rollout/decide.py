@@ -190,7 +190,11 @@ def decide(w: World) -> Decision:
         outcome = Outcome("Aborted", Reason.ABORTED, "aborted by spec.abort")
     elif was_aborted and aborted is not None:
         outcome = Outcome("Aborted", aborted.reason, aborted.message)
-    elif failed and len(failed) >= plan.failure_limit(ro, updated):
+    elif (
+        failed
+        and p.step < len(plan.steps_of(ro))  # a completed rollout never aborts by itself
+        and len(failed) >= plan.failure_limit(ro, updated)
+    ):
         names = ", ".join(f"{s.name} ({s.reason})" for s in failed[:5])
         outcome = Outcome(
             "Aborted",
