@@ -313,11 +313,17 @@ def test_retry_starts_again():
     assert f.cond("Aborted").status == "False"
 
 
-def test_paused_spec_assigns_nothing():
+def test_paused_spec_assigns_nothing_and_pause_and_resume_are_events():
     f = _fleet(n=4, paused=True)
     d = f.step(0)
     assert d.writes == []
     assert f.ro.status.phase == "Paused"
+    assert [e.reason for e in d.events if e.reason == "Paused"] == ["Paused"]
+    assert not [e for e in f.step(1).events if e.reason == "Paused"]  # once, not per pass
+    f.ro.spec.paused = False
+    d = f.step(2)
+    assert len(d.writes) == 4
+    assert any(e.message.startswith("resumed") for e in d.events)
 
 
 def test_a_stalled_rollout_recovers_by_retry_and_a_running_one_only_records_it():

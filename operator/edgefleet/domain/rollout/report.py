@@ -130,6 +130,10 @@ def conclude(
     before = find(old.conditions, Type.STALLED)
     if stalled and not (before is not None and before.status == "True"):
         events.append(Event("Warning", Reason.PROGRESS_DEADLINE_EXCEEDED, message))
+    if phase == "Paused" and old.phase != "Paused":
+        events.append(Event("Normal", reason, message))
+    if old.phase == "Paused" and phase == "Progressing":
+        events.append(Event("Normal", Reason.PROGRESSING, f"resumed: {message}"))
     if done and old.phase != "Completed":
         events.append(Event("Normal", Reason.COMPLETED, message))
     tie_before = find(old.conditions, Type.DEVICES_SKIPPED)
