@@ -105,6 +105,7 @@ class Bench:
             "EDGEFLEET_GATEWAY_LISTEN": f"127.0.0.1:{self.port}",
             "EDGEFLEET_GATEWAY_NAMES": "127.0.0.1,localhost",
             "EDGEFLEET_GATEWAY_REPLICA": "bench-gw",
+            "EDGEFLEET_GATEWAY_WRITE_RATE": str(self.args.write_rate),
         }
         log = self.work / f"gateway-{self.starts}.log"
         self.gateway = Service(
@@ -286,7 +287,17 @@ class Bench:
                 raise TimeoutError("devices did not all connect")
         self.rows.append(("first connect of all devices", f"{time.monotonic() - started:.1f} s"))
         assert self.gateway is not None
-        await asyncio.sleep(a.wait + 5)  # the Online writes of the first connect settle
+        # The Online writes of the first connect drain (at EDGEFLEET_GATEWAY_WRITE_RATE).
+        drained = time.monotonic()
+        while True:
+            await asyncio.sleep(2)
+            text = await self.gateway_metric(sims[0], "edgefleet_gateway_status_writes_pending")
+            if float(text.split()[-1]) == 0:
+                break
+        self.rows.append(
+            ("first-connect Online writes drained", f"{time.monotonic() - drained:.0f} s")
+        )
+        await asyncio.sleep(a.wait + 5)
 
         # -- idle ----------------------------------------------------------------
         cpu0, _ = _proc(self.gateway.process.pid)
@@ -367,6 +378,7 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--enrol", type=int, default=200, help="devices enrolled with real tokens")
     parser.add_argument("--idle", type=float, default=120.0, help="idle window, seconds")
+    parser.add_argument("--write-rate", type=float, default=50.0, help="gateway write rate/s")
     parser.add_argument("--wait", type=float, default=30.0, help="long-poll wait (heartbeat)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp, ControlPlane() as cp:

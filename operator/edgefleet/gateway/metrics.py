@@ -56,6 +56,9 @@ class GatewayMetrics:
             ["kind", "result"],
             registry=r,
         )
+        self.writes_pending = Gauge(
+            p + "status_writes_pending", "Devices with a queued heartbeat transition", registry=r
+        )
         self.refusals = Counter(
             p + "refusals", "Requests refused, by reason", ["reason"], registry=r
         )

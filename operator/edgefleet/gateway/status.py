@@ -174,6 +174,7 @@ class StatusWriter:
         if previous is not None and previous.duplicate and not obs.duplicate:
             obs = Observation(**{**obs.__dict__, "duplicate": previous.duplicate})
         self._pending[key] = obs
+        self._metrics.writes_pending.set(len(self._pending))
         self._wake.set()
 
     def pending(self) -> int:
@@ -188,6 +189,7 @@ class StatusWriter:
             while self._pending:
                 key = next(iter(self._pending))
                 obs = self._pending.pop(key)
+                self._metrics.writes_pending.set(len(self._pending))
                 started = time.monotonic()
                 try:
                     wrote = await self.write(key, obs, kind="heartbeat")
