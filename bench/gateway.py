@@ -146,19 +146,23 @@ class Bench:
         ]
 
     async def enrol_with_tokens(self, sims: list[SimDevice], ca_hash: str) -> float:
-        made = await asyncio.gather(
-            *(
-                asyncio.to_thread(
-                    tokens.create_token,
-                    self.api,
-                    gateway_namespace=GW_NS,
-                    namespace=FLEET_NS,
-                    device=s.name,
-                    ca_hash=ca_hash,
-                )
-                for s in sims
-            )
-        )
+        def make(device: str) -> Any:
+            for attempt in range(10):  # one token store Secret: concurrent updates conflict
+                try:
+                    return tokens.create_token(
+                        self.api,
+                        gateway_namespace=GW_NS,
+                        namespace=FLEET_NS,
+                        device=device,
+                        ca_hash=ca_hash,
+                    )
+                except tokens.TokenError:
+                    if attempt == 9:
+                        raise
+                    time.sleep(0.2)
+            raise AssertionError("unreachable")
+
+        made = [await asyncio.to_thread(make, s.name) for s in sims]
         sem = asyncio.Semaphore(16)
 
         async def one(sim: SimDevice, token: Any) -> None:
