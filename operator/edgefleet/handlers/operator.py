@@ -16,7 +16,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import kopf
@@ -219,6 +219,9 @@ def run(cfg: OperatorConfig) -> int:
                 clusterwide=not cfg.watch_namespaces,
                 namespaces=list(cfg.watch_namespaces),
                 stop_flag=stop,
+                # kopf would derive one from the user name, which a non-root uid with
+                # no /etc/passwd entry (our image) does not have: found in-cluster.
+                identity=cast(Any, cfg.identity),  # kopf.Identity is a NewType of str
             )
         )
     finally:
