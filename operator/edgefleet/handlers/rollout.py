@@ -3,13 +3,21 @@
 kopf's watches feed a cache of EdgeDevices, Rollouts and InferenceModels (one list at
 start-up, then every watch event); a single loop runs a pass over every Rollout when
 something changed, and at least once a second for the time-based gates (pauses,
-``minHealthyDuration``, the progress deadline). A pass is
-:func:`edgefleet.domain.rollout.decide` on a snapshot of the cache, then the device
-writes (server-side apply, field manager ``edgefleet-rollouts``), then the status —
-always written when it differs, also when the pass failed (the failure becomes a
-condition) — then the Events. The cache takes every write's answer at once, and never
-an older resourceVersion than it holds, so no device is written twice; after a restart
-the list at start-up restores the same view from the API server.
+``minHealthyDuration``, the progress deadline).
+
+Each Rollout's pass runs inside the one reconcile pattern,
+:class:`edgefleet.handlers.Pass` (see ``docs/design.md``): the generation is
+read once; the status comes only from the pure functions
+(:func:`edgefleet.domain.rollout.decide`, :func:`edgefleet.domain.rollout.report.failed`);
+it is written on exit when it differs, also when an unexpected exception escapes (typed
+by :func:`edgefleet.domain.failures.classify`: ``Reconciling`` with the reason for a
+temporary failure, ``Stalled`` for a permanent one). The loop, not kopf, schedules the
+retries: a failed Rollout waits out the same backoff (10 s, 20 s … 5 min) before its
+next pass, a permanently failed one waits for a new generation. A pass is ``decide`` on
+a snapshot of the cache, then the device writes (server-side apply, field manager
+``edgefleet-rollouts``), then the status, then the Events. The cache takes every
+write's answer at once, and never an older resourceVersion than it holds, so no device
+is written twice; after a restart the list at start-up restores the same view.
 """
 
 from __future__ import annotations
@@ -17,10 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -34,9 +46,10 @@ from edgefleet.api.inferencemodel import InferenceModel
 from edgefleet.api.rollout import Rollout, RolloutStatus
 from edgefleet.clients.rolloutapi import RolloutApi
 from edgefleet.domain.failures import Failure, classify
-from edgefleet.domain.rollout import DeviceWrite, World, decide, report
+from edgefleet.domain.rollout import DeviceWrite, Event, World, decide, report
+from edgefleet.handlers.reconcile import EventSink, ObjectRef, Pass
 
-__all__ = ["WRITERS", "FleetCache", "RolloutController", "register"]
+__all__ = ["WRITERS", "Backoff", "FleetCache", "RolloutController", "register"]
 
 log = structlog.get_logger("edgefleet.rollouts")
 
@@ -50,6 +63,18 @@ _KINDS: dict[str, type[pydantic.BaseModel]] = {
 TICK = 1.0
 #: Concurrent device writes (the API client's connection pool must be at least this).
 WRITERS = 8
+
+
+RolloutPass = Pass[RolloutStatus]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """A Rollout whose last pass failed: the next pass waits (same generation only)."""
+
+    generation: int
+    retries: int
+    not_before: float  # time.monotonic(); inf after a permanent failure
 
 
 def _plain(body: Any) -> dict[str, Any]:
@@ -141,7 +166,7 @@ class FleetCache:
 
 
 class RolloutController:
-    """Runs passes over every Rollout in the cache."""
+    """Runs passes over every Rollout in the cache, each inside a :class:`Pass`."""
 
     def __init__(
         self,
@@ -154,6 +179,8 @@ class RolloutController:
         self.cache = FleetCache()
         self.clock = clock
         self.wake = asyncio.Event()
+        #: Rollouts whose last pass failed: generation, failed passes, next attempt.
+        self.backoff: dict[Key, Backoff] = {}
         # Device writes of one pass go out in parallel (distinct objects).
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="rollout-write")
 
@@ -169,22 +196,72 @@ class RolloutController:
             self.wake.set()
 
     def run_pass(self) -> None:
+        """One pass over every Rollout (refused ones get their failure as status)."""
         for (ns, name), generation, old, failure in self.cache.refused():
-            status = report.failed(old, generation=generation, failure=failure, now=self.clock())
-            if old is None or old.wire() != status.wire():
-                try:
-                    self.api.apply_status(ns, name, status)
-                except client.ApiException as exc:
-                    log.warning("status write failed", namespace=ns, name=name, status=exc.status)
+            ref = ObjectRef("Rollout", "rollouts", ns, name, generation)
+            self._guarded(ref, old, functools.partial(self._refused, failure=failure))
         for ro in self.cache.items("rollouts"):
             if ro.metadata.model_extra and ro.metadata.model_extra.get("deletionTimestamp"):
                 continue
-            self.reconcile(ro)
+            ref = ObjectRef(
+                "Rollout",
+                "rollouts",
+                ro.metadata.namespace or "default",
+                ro.metadata.name,
+                ro.metadata.generation or 0,
+            )
+            self._guarded(ref, ro.status, functools.partial(self._step, ro=ro), rollout=ro)
 
     def reconcile(self, ro: Rollout) -> None:
-        ns, name = ro.metadata.namespace or "default", ro.metadata.name
-        bound = log.bind(namespace=ns, name=name)
-        model_name = ro.spec.model.name
+        """One pass over one Rollout (ignoring any backoff)."""
+        ref = ObjectRef(
+            "Rollout",
+            "rollouts",
+            ro.metadata.namespace or "default",
+            ro.metadata.name,
+            ro.metadata.generation or 0,
+        )
+        self.backoff.pop((ref.namespace, ref.name), None)
+        self._guarded(ref, ro.status, functools.partial(self._step, ro=ro), rollout=ro)
+
+    def _guarded(
+        self,
+        ref: ObjectRef,
+        observed: RolloutStatus | None,
+        body: Callable[[RolloutPass], None],
+        rollout: Rollout | None = None,
+    ) -> None:
+        """Run ``body`` in a pass; a failed pass waits out its backoff (same generation)."""
+        key, now = (ref.namespace, ref.name), time.monotonic()
+        held = self.backoff.get(key)
+        if held is not None and held.generation == ref.generation and now < held.not_before:
+            return
+        retry = held.retries if held is not None and held.generation == ref.generation else 0
+        try:
+            with Pass(
+                ref,
+                observed,
+                write=self._write_status,
+                on_failure=functools.partial(report.failed, now=self.clock()),
+                event=self._events_of(ref, rollout),
+                retry=retry,
+            ) as p:
+                body(p)
+        except kopf.TemporaryError as exc:  # status says Reconciling; retry after a backoff
+            self.backoff[key] = Backoff(ref.generation, retry + 1, now + float(exc.delay or 0))
+            return
+        if p.failure is not None:  # permanent: Stalled until the spec changes
+            self.backoff[key] = Backoff(ref.generation, retry + 1, math.inf)
+        else:
+            self.backoff.pop(key, None)
+
+    def _refused(self, p: RolloutPass, failure: Failure) -> None:
+        p.status = report.failed(
+            p.status, generation=p.generation, failure=failure, now=self.clock()
+        )
+
+    def _step(self, p: RolloutPass, ro: Rollout) -> None:
+        ns, model_name = p.ref.namespace, ro.spec.model.name
         world = World(
             rollout=ro,
             model=self.cache.get("inferencemodels", ns, model_name),
@@ -192,26 +269,17 @@ class RolloutController:
             rivals=[
                 r
                 for r in self.cache.items("rollouts", ns)
-                if r.spec.model.name == model_name and r.metadata.name != name
+                if r.spec.model.name == model_name and r.metadata.name != p.ref.name
             ],
             now=self.clock(),
         )
-        try:
-            decision = decide(world)
-        except Exception as exc:  # a failure must still show in status, typed
-            failure = classify(exc)
-            bound.exception("rollout pass failed", reason=failure.reason)
-            status = report.failed(
-                ro.status, generation=ro.metadata.generation or 0, failure=failure, now=world.now
-            )
-            self._write_status(ro, status, bound)
-            return
-        applied = sum(self._pool.map(lambda w: self._apply(w, bound), decision.writes))
-        self._write_status(ro, decision.status, bound)
+        decision = decide(world)
+        applied = sum(self._pool.map(lambda w: self._apply(w, p.log), decision.writes))
+        p.status = decision.status
         for event in decision.events:
-            self.api.post_event(ro, event)
+            p.event(event.type, event.reason, event.message)
         if applied or decision.events:
-            bound.info(
+            p.log.info(
                 "rollout pass",
                 phase=decision.status.phase,
                 step=decision.status.current_step,
@@ -222,7 +290,7 @@ class RolloutController:
     def _apply(self, write: DeviceWrite, bound: Any) -> bool:
         try:
             self.cache.put("edgedevices", self.api.apply_device(write))
-        except client.ApiException as exc:
+        except client.ApiException as exc:  # the device is written again next pass
             bound.warning(
                 "device write failed, retrying next pass",
                 device=write.name,
@@ -232,16 +300,17 @@ class RolloutController:
             return False
         return True
 
-    def _write_status(self, ro: Rollout, status: RolloutStatus, bound: Any) -> None:
-        if ro.status is not None and ro.status.wire() == status.wire():
-            return
-        try:
-            self.cache.put(
-                "rollouts",
-                self.api.apply_status(ro.metadata.namespace or "default", ro.metadata.name, status),
-            )
-        except client.ApiException as exc:
-            bound.warning("status write failed, retrying next pass", status=exc.status)
+    def _write_status(self, ref: ObjectRef, status: RolloutStatus) -> None:
+        self.cache.put("rollouts", self.api.apply_status(ref.namespace, ref.name, status))
+
+    def _events_of(self, ref: ObjectRef, ro: Rollout | None) -> EventSink:
+        def post(type_: str, reason: str, message: str) -> None:
+            if ro is not None:
+                self.api.post_event(ro, Event(type_, reason, message))
+            else:
+                log.info("rollout event", namespace=ref.namespace, name=ref.name, reason=reason)
+
+        return post
 
     async def loop(self) -> None:
         """Pass over every Rollout on a change, and at least every :data:`TICK` seconds."""

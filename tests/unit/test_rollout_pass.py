@@ -1,0 +1,132 @@
+"""The rollout controller follows the one reconcile pattern: whatever escapes a pass,
+the Rollout's status is written and tells the truth (typed failure, retried), never a
+stale "Progressing"."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from typing import Any
+
+import pytest
+
+from edgefleet.domain.rollout import DeviceWrite
+from edgefleet.handlers.rollout import RolloutController
+from tests.unit import rollout_world as w
+
+
+def _body(obj: Any, rv: int) -> dict[str, Any]:
+    body: dict[str, Any] = obj.model_dump(mode="json", by_alias=True, exclude_none=True)
+    body["metadata"]["resourceVersion"] = str(rv)
+    body.setdefault("apiVersion", "edgefleet.io/v1alpha1")
+    return body
+
+
+class _Api:
+    """An in-memory API server for the controller (unit test only): it stores what is
+    applied and can be told to break device writes with an unexpected exception."""
+
+    def __init__(self) -> None:
+        self.rv = 100
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.rollouts: dict[str, dict[str, Any]] = {}
+        self.events: list[str] = []
+        self.broken: Exception | None = None
+
+    def apply_device(self, write: DeviceWrite) -> dict[str, Any]:
+        if self.broken is not None:
+            raise self.broken
+        self.rv += 1
+        dev = copy.deepcopy(self.devices[write.name])
+        dev["status"] = {**(dev.get("status") or {}), **write.apply_body()["status"]}
+        dev["metadata"]["resourceVersion"] = str(self.rv)
+        self.devices[write.name] = dev
+        return dev
+
+    def apply_status(self, namespace: str, name: str, status: Any) -> dict[str, Any]:
+        self.rv += 1
+        ro = copy.deepcopy(self.rollouts[name])
+        ro["status"] = status.wire()
+        ro["metadata"]["resourceVersion"] = str(self.rv)
+        self.rollouts[name] = ro
+        return ro
+
+    def post_event(self, rollout: Any, event: Any) -> None:
+        self.events.append(event.reason)
+
+
+def _conds(api: _Api) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in api.rollouts["r"]["status"]["conditions"]}
+
+
+def _controller(api: _Api) -> RolloutController:
+    now = w.T0 + datetime.timedelta(seconds=5)
+    controller = RolloutController(api, clock=lambda: now)  # type: ignore[arg-type]
+    controller.observe("inferencemodels", "ADDED", _body(w.model(), 1))
+    ro = _body(w.rollout(), 2)
+    ro["metadata"]["generation"] = 1
+    api.rollouts["r"] = ro
+    controller.observe("rollouts", "ADDED", ro)
+    return controller
+
+
+def _add_device(api: _Api, controller: RolloutController, name: str) -> None:
+    api.rv += 1
+    api.devices[name] = _body(w.device(name), api.rv)
+    controller.observe("edgedevices", "ADDED", api.devices[name])
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), KeyError("desired")])
+def test_an_unexpected_exception_mid_pass_leaves_a_truthful_status(error: Exception) -> None:
+    api = _Api()
+    controller = _controller(api)
+    _add_device(api, controller, "d0")
+    controller.run_pass()
+    assert api.devices["d0"]["status"]["desired"][0]["version"] == "2.0.0"
+    before = _conds(api)
+    assert before["Reconciling"]["status"] == "True"
+    assert before["Reconciling"]["reason"] != "InternalError"
+
+    # A late joiner's write fails with something nobody expected.
+    _add_device(api, controller, "d1")
+    api.broken = error
+    controller.run_pass()
+    conds = _conds(api)
+    assert conds["Reconciling"]["status"] == "True"
+    assert conds["Reconciling"]["reason"] == "InternalError"
+    assert type(error).__name__ in conds["Reconciling"]["message"]
+    assert conds["Ready"]["status"] in ("False", "Unknown")
+    assert type(error).__name__ in api.rollouts["r"]["status"]["message"]
+    assert "InternalError" in api.events
+    assert not (api.devices["d1"].get("status") or {}).get("desired")
+
+    # Backoff: the next passes leave the rollout alone until it is due ...
+    api.broken = None
+    controller.run_pass()
+    assert not (api.devices["d1"].get("status") or {}).get("desired")
+    # ... and when it is due, the pass succeeds and the failure is gone from status.
+    controller.backoff.clear()
+    controller.run_pass()
+    assert api.devices["d1"]["status"]["desired"][0]["version"] == "2.0.0"
+    assert _conds(api)["Reconciling"]["reason"] != "InternalError"
+    assert api.devices["d0"]["status"]["desiredRevision"] == 1  # never written twice
+
+
+def test_a_failing_planner_still_writes_status_on_the_first_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = _Api()
+    controller = _controller(api)
+    _add_device(api, controller, "d0")
+
+    def broken(world: Any) -> Any:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("edgefleet.handlers.rollout.decide", broken)
+    controller.run_pass()
+    status = api.rollouts["r"]["status"]
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Reconciling"]["reason"] == "InternalError"
+    assert conds["Ready"]["status"] in ("False", "Unknown")
+    # A temporary failure does not claim the generation was observed (kstatus: InProgress).
+    assert status.get("observedGeneration", 0) == 0
