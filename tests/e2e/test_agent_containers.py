@@ -17,11 +17,9 @@ agent and runtime, not rollout planning.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
-import ssl
 import subprocess
 import sys
 import uuid
@@ -34,15 +32,15 @@ import httpx
 import pytest
 
 from edgefleet.api.inferencemodel import InferenceModelSpec
-from edgefleet.clients import appbuilder
 from edgefleet.clients.imagebuilder import BuilderSettings, ImageBuilder
 from edgefleet.domain import nodeimage, signing
+from edgefleet.testing import agentcontainers
+from edgefleet.testing.agentcontainers import GATEWAY_NS, GatewayProcess, gateway_env
 from edgefleet.testing.models import ModelFixture, make_mlp
-from edgefleet.testing.procs import Service, free_port, wait_until
+from edgefleet.testing.procs import free_port, wait_until
 from edgefleet_node.agent.docker_runtime import image_tag
 from edgefleet_node.agent.workload_http import request
 
-GATEWAY_NS = "edgefleet-system"
 PLATFORMS = ("linux/amd64", "linux/arm64")
 SLOW = {"linux/amd64": 1.0, "linux/arm64": 4.0}  # qemu: everything takes longer
 
@@ -57,54 +55,8 @@ def _gateway_available() -> str | None:
     return None if done.returncode == 0 else "`edgefleet gateway` is not available yet"
 
 
-class Gateway:
-    def __init__(self, env: dict[str, str], log_dir: Path, port: int) -> None:
-        self.env, self.log_dir, self.port = env, log_dir, port
-        self.service: Service | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def start(self, cp) -> None:
-        self.starts += 1
-        self.service = Service(
-            "gateway",
-            [sys.executable, "-m", "edgefleet.cli", "--json-logs", "gateway"],
-            self.log_dir / f"gateway-{self.starts}.log",
-            env=self.env,
-        )
-        ca = self.log_dir / "gateway-ca.pem"
-
-        def answers() -> bool:
-            got = cp.kubectl("get", "secret", "edgefleet-gateway-ca", "-n", GATEWAY_NS,
-                             "-o", "jsonpath={.data.tls\\.crt}", check=False)  # fmt: skip
-            if got.returncode != 0 or not got.stdout:
-                return False
-            ca.write_bytes(base64.b64decode(got.stdout))
-            try:
-                context = ssl.create_default_context(cafile=str(ca))
-                return httpx.get(
-                    f"{self.url}/edgefleet/v1/ca", verify=context, timeout=2
-                ).is_success
-            except (httpx.HTTPError, ssl.SSLError):
-                return False
-
-        try:
-            wait_until(answers, timeout=90, what="gateway /ca", alive=self.service.check_alive)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()
-            self.service = None
-
-
 @pytest.fixture(scope="module")
-def gateway(crds, registry, signing_key, tmp_path_factory) -> Iterator[Gateway]:
+def gateway(crds, registry, signing_key, tmp_path_factory) -> Iterator[GatewayProcess]:
     if (why := _gateway_available()) is not None:
         pytest.skip(why)
     crds.kubectl("create", "namespace", GATEWAY_NS, check=False)
@@ -114,17 +66,8 @@ def gateway(crds, registry, signing_key, tmp_path_factory) -> Iterator[Gateway]:
         f"--from-literal=cosign.pub={public}", check=False,
     )  # fmt: skip
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")},
-        "KUBECONFIG": str(crds.kubeconfig),
-        "EDGEFLEET_NAMESPACE": GATEWAY_NS,
-        "EDGEFLEET_GATEWAY_LISTEN": f"127.0.0.1:{port}",
-        "EDGEFLEET_GATEWAY_NAMES": "127.0.0.1,localhost",
-        "EDGEFLEET_GATEWAY_REPLICA": "gateway-e2e",
-        "EDGEFLEET_REGISTRY_URL": registry.url,
-        "EDGEFLEET_REGISTRY_CA": str(registry.ca_path),
-    }
-    gw = Gateway(env, tmp_path_factory.mktemp("gateway"), port)
+    env = gateway_env(crds.kubeconfig, registry, port, "gateway-e2e")
+    gw = GatewayProcess(env, tmp_path_factory.mktemp("gateway"), port)
     gw.start(crds)
     try:
         yield gw
@@ -143,15 +86,8 @@ def docker_client(docker_engine) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def trusted_registry(registry) -> Iterator[None]:
-    certs = Path("/etc/docker/certs.d") / registry.host
-    certs.mkdir(parents=True, exist_ok=True)
-    (certs / "ca.crt").write_bytes(Path(registry.ca_path).read_bytes())
-    try:
+    with agentcontainers.trusted_registry(registry):
         yield
-    finally:
-        for f in certs.iterdir():
-            f.unlink()
-        certs.rmdir()
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +95,9 @@ def agent_image(registry_client, base_index, signing_key, builder_cache) -> dict
     """The agent image reference per platform (by manifest digest: docker 20.10 keeps one
     local image per index reference, so pulling an index for a second platform is not
     enough to run that platform)."""
-    builder = appbuilder.AppImageBuilder(registry_client, signing_key, builder_cache / "app")
-    result = appbuilder.build_node_image(builder, "edgefleet/node", PLATFORMS, tags=["e2e"])
-    return {i.platform: f"{result.repository}@{i.digest}" for i in result.images}
+    return agentcontainers.build_agent_image(
+        registry_client, signing_key, builder_cache / "app", PLATFORMS, "e2e"
+    )
 
 
 class Models:
