@@ -255,8 +255,15 @@ class Bench:
     async def gateway_metric(self, sim: SimDevice, name: str) -> str:
         assert sim.gateway_ca is not None
         ctx = ssl.create_default_context(cadata=sim.gateway_ca.decode())
-        async with httpx.AsyncClient(verify=ctx) as http:
-            text = (await http.get(f"https://127.0.0.1:{self.port}/metrics")).text
+        async with httpx.AsyncClient(verify=ctx, timeout=60) as http:
+            for attempt in range(5):  # the gateway (or this process) may be busy
+                try:
+                    text = (await http.get(f"https://127.0.0.1:{self.port}/metrics")).text
+                    break
+                except httpx.TransportError:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(2)
         return "\n".join(line for line in text.splitlines() if line.startswith(name))
 
     async def run(self) -> None:

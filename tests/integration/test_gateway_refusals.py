@@ -252,3 +252,32 @@ def test_duplicate_identity_is_flagged_without_flapping(fleet):
     after = fleet.get("d11")
     assert after["metadata"]["resourceVersion"] == settled["metadata"]["resourceVersion"]
     assert after["status"]["enrollment"]["instanceId"] == sim.instance_id
+
+
+def test_a_cloned_device_is_flagged(fleet):
+    from edgefleet.testing.procs import wait_until
+
+    sim = fleet.enrolled("d12")
+    assert fleet.run(sim.poll(wait=0)).status == 200
+    clone = fleet.sim("d12", instance_id=sim.instance_id)  # a copy of the state directory
+    clone.gateway_ca, clone.cert_pem, clone.key = sim.gateway_ca, sim.cert_pem, sim.key
+    clone.signing_keys, clone.held = sim.signing_keys, sim.held
+    stop = asyncio.Event()
+
+    async def start():
+        return [asyncio.create_task(d.run(stop, wait=5)) for d in (sim, clone)]
+
+    tasks = fleet.run(start())
+    try:
+        wait_until(
+            lambda: (
+                fleet.run(asyncio.sleep(0.2))
+                or (fleet.condition("d12", "DuplicateIdentity") or {}).get("status") == "True"
+            ),
+            timeout=30,
+            what="the clone flagged",
+        )
+        assert "cloned" in fleet.condition("d12", "DuplicateIdentity")["message"]
+    finally:
+        stop.set()
+        fleet.run(asyncio.gather(*tasks))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgefleet.api.edgedevice import EdgeDevice
 from edgefleet.clients.devicecache import DeviceCache, DeviceKey
@@ -29,6 +29,8 @@ from edgefleet_node.protocol import wire
 
 __all__ = ["Session", "Sessions"]
 
+_CLONE_SUPERSESSIONS = 6  # polls replaced within a minute that mean two devices
+
 
 @dataclass
 class Session:
@@ -36,6 +38,7 @@ class Session:
     last: float = 0.0  # monotonic time of the last request
     supersede: asyncio.Event | None = None  # set to end the open poll early
     instance: str = ""
+    superseded: list[float] = field(default_factory=list)  # monotonic times, last minute
 
 
 def _inputs(device: EdgeDevice) -> tuple[object, ...]:
@@ -107,6 +110,16 @@ class Sessions:
         if session.supersede is not None:
             session.supersede.set()
             self._cache.wake(key)
+            # One agent replaces its own poll only when it reconnects; two copies of one
+            # state directory (same key, same instance id) replace each other constantly.
+            now = time.monotonic()
+            session.superseded = [t for t in session.superseded if now - t < 60] + [now]
+            if len(session.superseded) >= _CLONE_SUPERSESSIONS:
+                self.flag_duplicate(
+                    key,
+                    "two connections keep replacing each other's long-poll with the same "
+                    "certificate and instance id (a cloned device?)",
+                )
         session.polls += 1
         session.supersede = asyncio.Event()
         self._metrics.longpolls_open.inc()
