@@ -102,7 +102,17 @@ def push_pause_image(registry: RegistryClient) -> str:
 class Node:
     """kubelet + containerd + kube-proxy in namespaces of their own, joined to ``cp``."""
 
-    def __init__(self, cp: ControlPlane, registry: LocalRegistry, *, timeout: float = 120) -> None:
+    def __init__(
+        self,
+        cp: ControlPlane,
+        registry: LocalRegistry,
+        *,
+        timeout: float = 120,
+        forward_ports: tuple[int, ...] = (),
+    ) -> None:
+        """``forward_ports``: more host loopback ports to make reachable inside, at
+        127.0.0.1 and at the node address (a file server, a wheel mirror…)."""
+        self.forward_ports = forward_ports
         if cp.node_ip != NODE_IP:
             raise ValueError(f"start the ControlPlane with node_ip={NODE_IP!r}")
         self.cp = cp
@@ -175,8 +185,11 @@ class Node:
                 "--netns", f"/proc/{self.pid}/ns/net",
                 f"127.0.0.1:{self.cp.port}=127.0.0.1:{self.cp.port}",
                 f"{NODE_IP}:{self.cp.port}=127.0.0.1:{self.cp.port}",
-                f"127.0.0.1:{regport}=127.0.0.1:{regport}",
-                f"{NODE_IP}:{regport}=127.0.0.1:{regport}",
+                *(
+                    f"{address}:{port}=127.0.0.1:{port}"
+                    for port in (regport, *self.forward_ports)
+                    for address in ("127.0.0.1", NODE_IP)
+                ),
             ],
             inside=False,
         )  # fmt: skip
@@ -345,6 +358,7 @@ state = "{d / "containerd-state"}"
             "imageGCHighThresholdPercent": 100,
             "serializeImagePulls": False,
             "podCIDR": POD_CIDR,
+            "podLogsDir": str(d / "pod-logs"),  # not the host's /var/log/pods
             "localStorageCapacityIsolation": False,
         }  # fmt: skip
         (d / "kubelet.yaml").write_text(yaml.safe_dump(config))
@@ -395,12 +409,22 @@ state = "{d / "containerd-state"}"
             )  # fmt: skip
             return out.stdout.strip() == "True"
 
-        def alive() -> None:
-            for s in self._services:
-                s.check_alive()
-
         wait_until(ready, timeout=timeout or self._timeout, interval=0.5,
-                   what=f"node {NODE_NAME} Ready", alive=alive)  # fmt: skip
+                   what=f"node {NODE_NAME} Ready", alive=self.check_alive)  # fmt: skip
+
+    def check_alive(self) -> None:
+        """Raise :class:`ServiceError` with its log tail if a node component died."""
+        for service in self._services:
+            service.check_alive()
+
+    def pod_logs(self, namespace: str, pod_prefix: str, lines: int = 80) -> str:
+        """The container logs of pods whose name starts with ``pod_prefix`` (read from
+        the node's log directory: the API server cannot reach the kubelet inside)."""
+        out = []
+        for path in sorted((self.dir / "pod-logs").glob(f"{namespace}_{pod_prefix}*/*/*.log")):
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"== {path.relative_to(self.dir)}\n" + "\n".join(text))
+        return "\n".join(out)
 
     def logs(self, name: str, lines: int = 60) -> str:
         for s in self._services:

@@ -130,7 +130,11 @@ class LocalRegistry:
         binary: str | None = None,
         startup_timeout: float = 30.0,
         keep_dir: bool = False,
+        extra_ips: tuple[str, ...] = (),
     ) -> None:
+        """``extra_ips``: more addresses in the serving certificate (the one-node
+        cluster's pods reach the registry at the node address)."""
+        self.extra_ips = extra_ips
         found = binary or find_registry_binary()
         if found is None:
             raise ServiceError(registry_unavailable() or "docker-registry not found")
@@ -176,7 +180,10 @@ class LocalRegistry:
 
     def _write_config(self) -> Path:
         cert, key = self.ca.issue(
-            "127.0.0.1", dns_names=("localhost",), ip_addresses=("127.0.0.1",), server=True
+            "127.0.0.1",
+            dns_names=("localhost",),
+            ip_addresses=("127.0.0.1", *self.extra_ips),
+            server=True,
         ).write(self.dir, "serving")
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         config: dict[str, object] = {
@@ -302,7 +309,8 @@ def registry_fixture() -> Iterator[LocalRegistry]:
     """A TLS registry without auth for one fixture scope; skips when not installed."""
     if (why := registry_unavailable()) is not None:
         raise unittest.SkipTest(why)
-    with LocalRegistry() as registry:
+    # Pods on the tests' one-node cluster reach it at the node address (10.88.0.1).
+    with LocalRegistry(extra_ips=("10.88.0.1",)) as registry:
         yield registry
 
 
