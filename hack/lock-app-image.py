@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the wheel locks of edgefleet's own images, per platform:
 ``operator/edgefleet/domain/node_image_lock.json`` (the edge-node agent:
-``edgefleet-node[docker]`` from ``edge-node/pyproject.toml``) and
+``edgefleet-node`` from ``edge-node/pyproject.toml``) and
 ``control_plane_image_lock.json`` (operator and gateway: ``edgefleet[control-plane]``
 from ``pyproject.toml``, plus pip).
 
@@ -76,7 +76,7 @@ def lock_platform(platform: str, reqs: list[str], workdir: Path) -> list[LockedW
 
 def render(reqs: list[str], platforms: dict[str, list[LockedWheel]], image: str = "node") -> str:
     source = {
-        "node": "edge-node/pyproject.toml (edgefleet-node[docker])",
+        "node": "edge-node/pyproject.toml (edgefleet-node)",
         "control-plane": "pyproject.toml (edgefleet[control-plane], pip)",
     }[image]
     doc = {

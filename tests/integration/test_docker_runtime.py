@@ -4,6 +4,9 @@ The image's blobs are fetched from the registry into a content-addressed directo
 (the agent's verified store) and handed to the runtime as a ``VerifiedImage``; the
 runtime loads them (never pulls), starts, probes, adopts and collects.
 
+The runtime talks to the engine with its own small client (``docker_api``); the tests
+look at the world through the ``docker`` SDK, an independent view.
+
 The same tests run against Podman's Docker-compatible API: start ``podman system
 service --time=0 unix:///tmp/podman.sock`` and run them with
 ``DOCKER_HOST=unix:///tmp/podman.sock`` (passed with Podman 4.3.1 from Debian bookworm).
@@ -123,9 +126,19 @@ def built(
 
 
 @pytest.fixture
-def runtime(docker_engine, built) -> Iterator[DockerRuntime]:
+def engine(docker_engine) -> Iterator[docker.DockerClient]:
+    """The test's own view of the engine (the docker SDK, not the runtime's client)."""
     client = docker.from_env(timeout=120)
-    rt = DockerRuntime(client)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def runtime(engine, built) -> Iterator[DockerRuntime]:
+    client = engine
+    rt = DockerRuntime()
     try:
         yield rt
     finally:
@@ -135,7 +148,6 @@ def runtime(docker_engine, built) -> Iterator[DockerRuntime]:
             container.remove(force=True)
         with contextlib.suppress(docker.errors.NotFound):  # Podman: NotFound
             client.images.remove(built.image.config_digest, force=True)
-        client.close()
 
 
 def _deadline(seconds: float = 120) -> float:
@@ -149,9 +161,8 @@ def _predict(instance: Instance, fixture: ModelFixture):
     return answer.status, json.loads(answer.body)
 
 
-def test_load_start_probe_serve_and_report_metrics(runtime, built):
+def test_load_start_probe_serve_and_report_metrics(runtime, built, engine):
     runtime.prepare(built.workload, built.image)
-    engine = runtime._docker  # the engine's own view of the world
     loaded = engine.images.get(built.image.config_digest)
     assert loaded.id == built.image.config_digest
     tag = docker_runtime.image_tag(built.workload.manifest_digest)
@@ -183,14 +194,14 @@ def test_load_start_probe_serve_and_report_metrics(runtime, built):
     assert metrics.p95_latency_ms > 0
 
 
-def test_wrong_expected_answer_fails_the_probe_and_is_not_kept(runtime, built):
+def test_wrong_expected_answer_fails_the_probe_and_is_not_kept(runtime, built, engine):
     runtime.prepare(built.workload, built.image)
     instance = runtime.start(built.workload, {})
     result = runtime.probe(instance, probe_of(built.fixture, wrong=True), _deadline())
     assert not result.healthy
     assert result.reason == "ProbeFailed"
     assert "differs from the expected answer" in result.message
-    attrs = runtime._docker.containers.get(instance.id).attrs
+    attrs = engine.containers.get(instance.id).attrs
     if not runtime._podman:  # Podman cannot change it later, so it starts unless-stopped
         assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "no"
     runtime.stop(instance)
@@ -212,7 +223,7 @@ def test_a_container_that_exits_fails_the_probe_early(runtime, built):
 
 
 def test_a_new_agent_adopts_what_runs_and_collect_keeps_only_what_it_is_told(
-    runtime, built, docker_engine
+    runtime, built, engine
 ):
     runtime.prepare(built.workload, built.image)
     old = runtime.start(built.workload, {"A": "1"})
@@ -221,17 +232,17 @@ def test_a_new_agent_adopts_what_runs_and_collect_keeps_only_what_it_is_told(
     assert new.port != old.port
     assert runtime.probe(new, built.workload.probe, _deadline()).healthy
 
-    adopted = DockerRuntime(docker.from_env(timeout=60)).running()
+    adopted = DockerRuntime().running()  # a new agent
     assert sorted(adopted, key=lambda i: i.id) == sorted([old, new], key=lambda i: i.id)
     assert old.config_version != new.config_version
 
     runtime.collect({built.workload.manifest_digest})
-    assert runtime._docker.images.get(built.image.config_digest)  # kept: in use and listed
+    assert engine.images.get(built.image.config_digest)  # kept: in use and listed
     runtime.stop(old)
     runtime.stop(new)
     runtime.collect(set())
     with pytest.raises(docker.errors.ImageNotFound):
-        runtime._docker.images.get(built.image.config_digest)
+        engine.images.get(built.image.config_digest)
     with pytest.raises(RuntimeFailure) as err:
         runtime.start(built.workload, {})
     assert err.value.reason == "ImageMissing"
@@ -250,12 +261,12 @@ def test_a_missing_host_device_is_a_clear_failure(runtime, built):
 
 
 @pytest.mark.skipif(not Path("/dev/net/tun").exists(), reason="no /dev/net/tun on this host")
-def test_a_declared_host_device_is_mapped_into_the_workload(runtime, built):
+def test_a_declared_host_device_is_mapped_into_the_workload(runtime, built, engine):
     runtime.prepare(built.workload, built.image)
     workload = Workload(**{**built.workload.__dict__, "host_devices": ("/dev/net/tun",)})
     instance = runtime.start(workload, {})
     assert runtime.probe(instance, workload.probe, _deadline()).healthy
-    container = runtime._docker.containers.get(instance.id)
+    container = engine.containers.get(instance.id)
     devices = container.attrs["HostConfig"]["Devices"]
     assert [d["PathOnHost"] for d in devices] == ["/dev/net/tun"]
     assert container.exec_run(["test", "-c", "/dev/net/tun"]).exit_code == 0
@@ -280,12 +291,12 @@ def camera() -> Iterator[str]:
         os.unlink(path)
 
 
-def test_the_workload_user_may_open_a_group_accessible_device(runtime, built, camera):
+def test_the_workload_user_may_open_a_group_accessible_device(runtime, built, camera, engine):
     runtime.prepare(built.workload, built.image)
     workload = Workload(**{**built.workload.__dict__, "host_devices": (camera,)})
     instance = runtime.start(workload, {})
     assert runtime.probe(instance, workload.probe, _deadline()).healthy
-    container = runtime._docker.containers.get(instance.id)
+    container = engine.containers.get(instance.id)
     assert container.attrs["HostConfig"]["GroupAdd"] == ["44"]
     listing = container.exec_run(["ls", "-ln", camera]).output.decode()
     wrote = container.exec_run(["sh", "-c", f"id -u && echo frame > {camera}"])

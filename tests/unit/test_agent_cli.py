@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from edgefleet_node.agent import cli
 from edgefleet_node.agent import config as cfg
 from edgefleet_node.agent.simulated import SimulatedRuntime
 from tests.unit.agent_gateway_fake import FakeGateway
-from tests.unit.agent_helpers import enrolled, running_agent, wait_for
+from tests.unit.agent_helpers import FAST, enrolled, running_agent, wait_for
 
 
 @pytest.fixture
@@ -46,6 +48,37 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text, env, message) -> 
     conf.write_text(text)
     with pytest.raises(cfg.ConfigError, match=message):
         cfg.resolve({}, env, conf)
+
+
+def test_dev_root_is_configurable_and_finds_a_mounted_host_dev(gw, tmp_path: Path) -> None:
+    """An agent in a container checks the host's /dev mounted elsewhere (here a
+    directory holding the device node's stand-in)."""
+    from edgefleet_node.agent import activate
+
+    host = tmp_path / "host"
+    (host / "dev").mkdir(parents=True)
+    device = f"/dev/edgefleet-test-video{uuid.uuid4().hex[:8]}"  # not on this host
+    (host / device.lstrip("/")).write_bytes(b"")
+    conf = cfg.resolve({}, {"EDGEFLEET_NODE_DEV_ROOT": str(host)}, None)
+    assert conf.dev_root == host
+    with pytest.raises(cfg.ConfigError, match="dev_root must be an absolute path"):
+        cfg.resolve({}, {"EDGEFLEET_NODE_DEV_ROOT": "host"}, None)
+    fast = FAST.activation
+    settings = cli.loop_settings(conf)
+    assert settings.activation.dev_root == str(host)
+    settings = dataclasses.replace(
+        FAST,
+        activation=activate.Settings(
+            fast.stall_timeout, fast.probe_timeout, fast.disk_reserve, settings.activation.dev_root
+        ),
+    )
+    image = gw.add_image("edgefleet/models/fleet/m", [1000])
+    gw.publish((image.workload(host_devices=(device,)),))
+    rt = SimulatedRuntime()
+    with running_agent(enrolled(gw, tmp_path / "state"), rt, settings):
+        wait_for("running", lambda: [i.manifest_digest for i in rt.running()])
+    assert [i.manifest_digest for i in rt.running()] == [image.manifest.digest]
+    assert not Path(device).exists()  # found under dev_root, not in this host's /dev
 
 
 def test_exit_codes(tmp_path: Path, capsys) -> None:

@@ -247,3 +247,17 @@ def test_a_trust_bundle_signed_by_an_unknown_key_is_refused(gw, state) -> None:
         wait_for("refused", lambda: _condition(gw, "UpdateFailed") == ("True", "SignatureInvalid"))
         assert agent.identity.trust.serial == 0
         assert agent.activator.version is None
+
+
+def test_a_workload_whose_metrics_fail_is_reported_without_them(gw, state) -> None:
+    a, b = gw.add_image(REPO, [1000], seed=1), gw.add_image(REPO, [1000], seed=2)
+    rt = SimulatedRuntime(Behaviour(fail_metrics={b.manifest.digest}))
+    gw.publish((a.workload("a"), b.workload("b")))
+    with running_agent(state, rt):
+        wait_for("Ready", lambda: _condition(gw, "Ready") == ("True", "WorkloadsHealthy"))
+    newest = gw.reports[max(gw.reports)]
+    by_name = {w.name: w for w in newest.workloads}
+    assert set(by_name) == {"a", "b"}
+    assert by_name["a"].metrics.requests >= 1  # the other workload's metrics still arrive
+    assert by_name["b"].health == "Healthy"
+    assert by_name["b"].metrics == by_name["b"].metrics.__class__()  # none: zeros

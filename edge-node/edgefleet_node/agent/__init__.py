@@ -3,6 +3,6 @@ through the gateway, run them through a :class:`~edgefleet_node.agent.runtime.Ru
 probe, roll back, report — and keep serving while offline.
 
 Synchronous code with a few threads; only the standard library and ``cryptography``
-(the Docker runtime imports the ``docker`` SDK lazily, ``edgefleet-node[docker]``).
+(the Docker runtime talks to the engine's socket with ``http.client``: ``docker_api``).
 ``docs/agent.md`` describes the state directory, the CLI and the failure behaviour.
 """

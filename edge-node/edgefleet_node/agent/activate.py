@@ -42,7 +42,7 @@ class Settings:
     stall_timeout: float = 60.0
     probe_timeout: float = 120.0
     disk_reserve: int = 64 * 1024 * 1024
-    dev_root: str = "/"  # where /dev/... is looked up (tests point it elsewhere)
+    dev_root: str = "/"  # where /dev/... is looked up (config dev_root; tests)
 
 
 @dataclass

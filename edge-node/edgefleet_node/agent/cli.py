@@ -19,7 +19,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgefleet_node.agent import config as cfg
 from edgefleet_node.agent import facts, identity, log, store
@@ -28,7 +28,10 @@ from edgefleet_node.agent.clock import Clock
 from edgefleet_node.agent.runtime import Runtime, RuntimeFailure
 from edgefleet_node.protocol import enroll, wire
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from edgefleet_node.agent.loop import LoopSettings
+
+__all__ = ["loop_settings", "main"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_IDENTITY, EXIT_REFUSED, EXIT_UNREACHABLE = range(6)
 
@@ -133,15 +136,15 @@ def _runtime(conf: cfg.Config, state: store.StateDir) -> Runtime:
         return SimulatedRuntime(state_file=state.root / "simulated.json")
     from edgefleet_node.agent.docker_runtime import DockerRuntime
 
-    return DockerRuntime()
+    return DockerRuntime(dev_root=str(conf.dev_root), scope=conf.runtime_scope)
 
 
-def run_agent(conf: cfg.Config) -> None:
+def loop_settings(conf: cfg.Config) -> LoopSettings:
+    """The agent loop's settings from the configuration."""
     from edgefleet_node.agent import activate
-    from edgefleet_node.agent.loop import Agent, LoopSettings
+    from edgefleet_node.agent.loop import LoopSettings
 
-    state = store.StateDir(conf.state_dir)
-    settings = LoopSettings(
+    return LoopSettings(
         poll_wait=conf.poll_wait,
         report_interval=conf.report_interval,
         backoff_cap=conf.backoff_cap,
@@ -150,8 +153,16 @@ def run_agent(conf: cfg.Config) -> None:
             stall_timeout=conf.stall_timeout,
             probe_timeout=conf.probe_timeout,
             disk_reserve=conf.disk_reserve_mb * 1024 * 1024,
+            dev_root=str(conf.dev_root),
         ),
     )
+
+
+def run_agent(conf: cfg.Config) -> None:
+    from edgefleet_node.agent.loop import Agent
+
+    state = store.StateDir(conf.state_dir)
+    settings = loop_settings(conf)
     try:
         agent = Agent(state, _runtime(conf, state), settings)
     except identity.IdentityError as exc:

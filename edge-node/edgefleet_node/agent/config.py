@@ -9,6 +9,7 @@ Unknown keys and badly typed values are errors naming the key and where it came 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -38,10 +39,17 @@ class Config:
     queue_capacity: int = 512
     backoff_cap: float = 300.0
     log_level: str = "info"
+    # where the host's /dev is seen: "/" on the device; "/host" for an agent in a
+    # container that mounts the host's /dev at /host/dev (read-only is enough)
+    dev_root: Path = Path("/")
+    # set when several agents share one container engine (a demo or test on one
+    # machine): each keeps to its own containers and image tags; [a-z0-9], ≤ 32
+    runtime_scope: str = ""
 
 
 FIELDS = {f.name: f for f in fields(Config)}
 _CHOICES = {"runtime": ("docker", "simulated"), "log_level": ("debug", "info", "warning", "error")}
+_SCOPE = re.compile(r"[a-z0-9]{0,32}")
 _BOUNDS: dict[str, tuple[float, float]] = {
     "poll_wait": (1, 120),
     "report_interval": (1, 86400),
@@ -72,6 +80,10 @@ def _convert(name: str, value: Any, origin: str) -> Any:
         raise ConfigError(
             f"{origin}: {name} = {value!r} is not a {type(default).__name__}"
         ) from exc
+    if name == "dev_root" and not out.is_absolute():
+        raise ConfigError(f"{origin}: dev_root must be an absolute path")
+    if name == "runtime_scope" and not _SCOPE.fullmatch(out):
+        raise ConfigError(f"{origin}: runtime_scope must be up to 32 of a-z and 0-9")
     if name in _CHOICES and out not in _CHOICES[name]:
         raise ConfigError(f"{origin}: {name} must be one of {', '.join(_CHOICES[name])}")
     if name in _BOUNDS and not _BOUNDS[name][0] <= out <= _BOUNDS[name][1]:

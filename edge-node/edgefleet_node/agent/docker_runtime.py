@@ -1,8 +1,8 @@
 """The Docker runtime: verified blobs in, probed containers out, never a pull.
 
-Talks to a Docker engine (or Podman's Docker-compatible socket) through the ``docker``
-SDK (``pip install edgefleet-node[docker]``), found by ``DOCKER_HOST`` or the default
-socket.
+Talks to a Docker engine (or Podman's Docker-compatible socket) through the small
+standard-library client :mod:`~edgefleet_node.agent.docker_api`, found by
+``DOCKER_HOST=unix://…`` or the default socket.
 
 - :meth:`DockerRuntime.prepare` streams a ``docker load`` archive built from the
   agent's verified blobs (:mod:`~edgefleet_node.agent.docker_archive`) and checks that
@@ -38,6 +38,7 @@ from typing import Any
 
 from edgefleet_node.agent import docker_archive, promtext, workload_http
 from edgefleet_node.agent import log as agent_log
+from edgefleet_node.agent.docker_api import DockerAPI, DockerAPIError, NotFoundError
 from edgefleet_node.agent.runtime import (
     LABELS,
     Instance,
@@ -62,31 +63,38 @@ _NOFILE = 4096
 _NPROC = 4096  # processes and threads of the container's uid (onnxruntime threads count)
 
 
-def image_tag(manifest_digest: str) -> str:
-    """The local tag that names the manifest an image was loaded from."""
-    return f"{TAG_REPOSITORY}:{manifest_digest.replace(':', '-')}"
+def _repository(scope: str) -> str:
+    return f"{TAG_REPOSITORY}-{scope}" if scope else TAG_REPOSITORY
 
 
-def _our_manifest(tag: str) -> str | None:
+def image_tag(manifest_digest: str, scope: str = "") -> str:
+    """The local tag that names the manifest an image was loaded from (``scope``: the
+    agent's runtime scope, for several agents sharing one engine)."""
+    return f"{_repository(scope)}:{manifest_digest.replace(':', '-')}"
+
+
+def _our_manifest(tag: str, scope: str = "") -> str | None:
     """The manifest digest a local tag of ours names, or None for anyone else's tag.
 
     Podman qualifies short names (``localhost/edgefleet/workload:…``); Docker does not.
     """
     repository, _, suffix = tag.rpartition(":")
-    if repository.removeprefix("localhost/") != TAG_REPOSITORY:
+    if repository.removeprefix("localhost/") != _repository(scope):
         return None
     algorithm, _, hex_digest = suffix.partition("-")
     return f"{algorithm}:{hex_digest}" if algorithm and hex_digest else None
 
 
-def _is_podman(client: Any) -> bool:
+def _is_podman(version: Mapping[str, Any]) -> bool:
     """Whether the engine behind the socket is Podman (its compat API lacks
     ``/containers/{id}/update``, so restart policies are set at create)."""
-    try:
-        components = client.version().get("Components") or []
-    except Exception:  # an engine that cannot say is treated as Docker
-        return False
+    components = version.get("Components") or []
     return any("podman" in str(c.get("Name", "")).lower() for c in components)
+
+
+def _tags(image: Mapping[str, Any]) -> list[str]:
+    """An image's tags (inspect and list both say ``RepoTags``; null when untagged)."""
+    return [str(t) for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
 
 
 def _start_failure(workload: Workload, step: str, exc: Exception) -> RuntimeFailure:
@@ -108,36 +116,26 @@ def _free_port(host: str) -> int:
         return port
 
 
-def _errors() -> Any:
-    """``docker.errors``, imported late: the SDK is an optional extra."""
-    from docker import errors
-
-    return errors
-
-
 class DockerRuntime:
     """A :class:`~edgefleet_node.agent.runtime.Runtime` backed by a Docker engine."""
 
     def __init__(
         self,
-        client: Any = None,
+        client: DockerAPI | None = None,
         *,
         host: str = "127.0.0.1",
         stop_timeout: int = 10,
         tmpfs_size: str = "64m",
+        dev_root: str = "/",
+        scope: str = "",
     ) -> None:
+        """``dev_root``: where the host's ``/dev`` is seen; ``scope``: set when several
+        agents share one engine (their containers and image tags are kept apart)."""
         if client is None:
             try:
-                import docker  # the optional extra, imported only when used
-            except ImportError as exc:
-                raise RuntimeFailure(
-                    "DockerUnavailable",
-                    "the docker SDK is not installed: pip install 'edgefleet-node[docker]'",
-                ) from exc
-            try:
-                client = docker.from_env(timeout=120)
+                client = DockerAPI()
                 client.ping()
-            except Exception as exc:
+            except (OSError, ValueError, http.client.HTTPException, DockerAPIError) as exc:
                 raise RuntimeFailure(
                     "DockerUnavailable", f"no Docker engine answers (DOCKER_HOST or socket): {exc}"
                 ) from exc
@@ -145,24 +143,28 @@ class DockerRuntime:
         self._host = host
         self._stop_timeout = stop_timeout
         self._tmpfs_size = tmpfs_size
+        self._dev_root = dev_root
+        self._scope = scope
+        self._manager = f"{_MANAGER}.{scope}" if scope else _MANAGER
         self._ports_lock = threading.Lock()
-        self._podman = _is_podman(client)
+        self._podman = _is_podman(client.version_info)
 
     # -- images ------------------------------------------------------------------------
-    def _image(self, reference: str) -> Any | None:
-        errors = _errors()
+    def _image(self, reference: str) -> dict[str, Any] | None:
         try:
-            return self._docker.images.get(reference)
-        except errors.ImageNotFound:
+            return self._docker.image(reference)
+        except NotFoundError:
             return None
 
     def prepare(self, workload: Workload, image: VerifiedImage) -> None:
-        errors = _errors()
-        tag = image_tag(image.manifest_digest)
+        tag = image_tag(image.manifest_digest, self._scope)
         present = self._image(image.config_digest)
         if present is not None:
-            if image.manifest_digest not in {_our_manifest(t) for t in present.tags or []}:
-                present.tag(TAG_REPOSITORY, tag.partition(":")[2])
+            ours = {_our_manifest(t, self._scope) for t in _tags(present)}
+            if image.manifest_digest not in ours:
+                self._docker.tag(
+                    image.config_digest, _repository(self._scope), tag.partition(":")[2]
+                )
             self._check_platform(present, image)
             return
         started = time.monotonic()
@@ -177,15 +179,15 @@ class DockerRuntime:
                 ),
                 repo_tags=[tag],
             )
-            self._docker.images.load(docker_archive.archive_stream(members))
+            self._docker.load(docker_archive.archive_stream(members))
         except docker_archive.ArchiveError as exc:
             raise RuntimeFailure("LoadFailed", f"{workload.name}: {exc}") from exc
-        except (errors.APIError, errors.ImageLoadError, OSError) as exc:
+        except (DockerAPIError, OSError, http.client.HTTPException) as exc:
             raise RuntimeFailure(
                 "LoadFailed", f"{workload.name}: the engine refused: {exc}"
             ) from exc
         loaded = self._image(image.config_digest)
-        if loaded is None or loaded.id != image.config_digest:
+        if loaded is None or loaded.get("Id") != image.config_digest:
             raise RuntimeFailure(
                 "LoadFailed",
                 f"{workload.name}: after loading, the engine has no image {image.config_digest}",
@@ -199,8 +201,7 @@ class DockerRuntime:
         )
 
     @staticmethod
-    def _check_platform(found: Any, image: VerifiedImage) -> None:
-        attrs = found.attrs or {}
+    def _check_platform(attrs: Mapping[str, Any], image: VerifiedImage) -> None:
         have = f"{attrs.get('Os', '')}/{attrs.get('Architecture', '')}"
         want = "/".join(image.platform.split("/")[:2])
         if have != want:
@@ -209,8 +210,8 @@ class DockerRuntime:
             )
 
     # -- containers --------------------------------------------------------------------
-    def _user(self, image: Any) -> str:
-        user = str(((image.attrs or {}).get("Config") or {}).get("User") or "")
+    def _user(self, image: Mapping[str, Any]) -> str:
+        user = str((image.get("Config") or {}).get("User") or "")
         name = user.partition(":")[0]
         return _NOBODY if name in ("", "0", "root") else user
 
@@ -218,7 +219,7 @@ class DockerRuntime:
         groups = []
         for path in devices:
             try:
-                gid = os.stat(path).st_gid
+                gid = os.stat(os.path.join(self._dev_root, path.lstrip("/"))).st_gid
             except OSError:
                 continue  # not visible to the agent (it runs in a container): the engine checks
             if gid != 0:  # never the root group; a root-only node stays unusable to non-root
@@ -226,8 +227,7 @@ class DockerRuntime:
         return sorted(set(groups))
 
     def start(self, workload: Workload, config: Mapping[str, str]) -> Instance:
-        errors = _errors()
-        image = self._image(image_tag(workload.manifest_digest))
+        image = self._image(image_tag(workload.manifest_digest, self._scope))
         if image is None:
             raise RuntimeFailure(
                 "ImageMissing", f"{workload.name}: image {workload.manifest_digest} is not loaded"
@@ -243,70 +243,73 @@ class DockerRuntime:
             LABELS["version"]: workload.version,
             LABELS["config_version"]: version,
             LABELS["port"]: str(port),
-            MANAGED_LABEL: _MANAGER,
+            MANAGED_LABEL: self._manager,
         }
         name = f"edgefleet-{workload.name}-{secrets.token_hex(4)}"
-        try:
-            container = self._docker.containers.create(
-                image.id,
-                name=name,
-                environment=env,
-                labels=labels,
-                network_mode="host",
-                read_only=True,
-                tmpfs={"/tmp": f"rw,noexec,nosuid,size={self._tmpfs_size}"},  # noqa: S108
-                user=self._user(image),
-                group_add=self._device_groups(workload.host_devices),
-                devices=[f"{d}:{d}:rwm" for d in workload.host_devices],
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                restart_policy={"Name": "unless-stopped" if self._podman else "no"},
-                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+        spec = {
+            "Image": image["Id"],
+            "Env": [f"{k}={v}" for k, v in env.items()],
+            "Labels": labels,
+            "User": self._user(image),
+            "HostConfig": {
+                "NetworkMode": "host",
+                "ReadonlyRootfs": True,
+                "Tmpfs": {"/tmp": f"rw,noexec,nosuid,size={self._tmpfs_size}"},  # noqa: S108
+                "GroupAdd": self._device_groups(workload.host_devices),
+                "Devices": [
+                    {"PathOnHost": d, "PathInContainer": d, "CgroupPermissions": "rwm"}
+                    for d in workload.host_devices
+                ],
+                "CapDrop": ["ALL"],
+                "SecurityOpt": ["no-new-privileges"],
+                "RestartPolicy": {"Name": "unless-stopped" if self._podman else "no"},
+                "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
                 # explicit and bounded: an engine default above the host's hard limit
                 # fails to start (Podman 4.3 on a host without CAP_SYS_RESOURCE)
-                ulimits=[
-                    {"name": "nofile", "soft": _NOFILE, "hard": _NOFILE},
-                    {"name": "nproc", "soft": _NPROC, "hard": _NPROC},
+                "Ulimits": [
+                    {"Name": "nofile", "Soft": _NOFILE, "Hard": _NOFILE},
+                    {"Name": "nproc", "Soft": _NPROC, "Hard": _NPROC},
                 ],
-            )
-        except errors.APIError as exc:  # Podman checks devices here, Docker at start
+            },
+        }
+        try:
+            container = self._docker.create(name, spec)
+        except DockerAPIError as exc:  # Podman checks devices here, Docker at start
             raise _start_failure(workload, "create", exc) from exc
         try:
-            container.start()
-        except errors.APIError as exc:
+            self._docker.start(container)
+        except DockerAPIError as exc:
             self._remove(container)
             raise _start_failure(workload, "start", exc) from exc
         agent_log.get().info(
             "container started",
             workload=workload.name,
-            container=container.name,
+            container=name,
             port=port,
             manifest=workload.manifest_digest,
             config_version=version,
         )
         return Instance(
-            container.id, workload.name, workload.manifest_digest, workload.version, version, port
+            container, workload.name, workload.manifest_digest, workload.version, version, port
         )
 
-    def _container(self, instance_id: str) -> Any | None:
-        errors = _errors()
+    def _container(self, instance_id: str) -> dict[str, Any] | None:
         try:
-            return self._docker.containers.get(instance_id)
-        except errors.NotFound:
+            return self._docker.inspect(instance_id)
+        except NotFoundError:
             return None
 
-    def _remove(self, container: Any) -> None:
-        errors = _errors()
-        with contextlib.suppress(errors.NotFound):
-            container.remove(force=True)
+    def _remove(self, container: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            self._docker.remove(container)
 
-    def _exit_message(self, container: Any) -> str:
-        state = container.attrs.get("State") or {}
+    def _exit_message(self, container: Mapping[str, Any]) -> str:
+        state = container.get("State") or {}
         try:
-            tail = container.logs(tail=5).decode("utf-8", "replace").strip()
+            tail = self._docker.logs(str(container["Id"]), 5).decode("utf-8", "replace").strip()
         except Exception:  # logs are a courtesy; the exit code is the fact
             tail = ""
-        restarts = int(container.attrs.get("RestartCount") or 0)
+        restarts = int(container.get("RestartCount") or 0)
         if state.get("Status") in _GONE or not restarts:
             text = f"container exited with code {state.get('ExitCode')}"
         else:  # restarted by the engine after exiting (Podman starts it unless-stopped)
@@ -323,8 +326,8 @@ class DockerRuntime:
             container = self._container(instance.id)
             if container is None:
                 return ProbeResult(False, "Exited", f"{instance.workload}: the container is gone")
-            state = container.attrs.get("State") or {}
-            restarted = int(container.attrs.get("RestartCount") or 0) > 0  # Podman
+            state = container.get("State") or {}
+            restarted = int(container.get("RestartCount") or 0) > 0  # Podman
             if state.get("Status") in _GONE or state.get("Restarting") or restarted:
                 return ProbeResult(False, "Exited", self._exit_message(container))
             remaining = deadline - time.monotonic()
@@ -373,38 +376,35 @@ class DockerRuntime:
         return ProbeResult(True, details=details)
 
     def _keep_across_reboots(self, instance_id: str) -> None:
-        container = self._container(instance_id)
-        if container is not None and not self._podman:  # Podman 4.3 has no update route
-            container.update(restart_policy={"Name": "unless-stopped", "MaximumRetryCount": 0})
+        if not self._podman:  # Podman 4.3 has no update route
+            with contextlib.suppress(NotFoundError):
+                policy = {"Name": "unless-stopped", "MaximumRetryCount": 0}
+                self._docker.update(instance_id, {"RestartPolicy": policy})
 
     def stop(self, instance: Instance) -> None:
-        errors = _errors()
-        container = self._container(instance.id)
-        if container is None:
-            return
         try:
-            container.stop(timeout=self._stop_timeout)
-        except errors.NotFound:
+            self._docker.stop(instance.id, self._stop_timeout)
+        except NotFoundError:
             return
-        except errors.APIError as exc:
-            agent_log.get().warning("container stop failed", container=instance.id, error=exc)
-        self._remove(container)
+        except (DockerAPIError, OSError, http.client.HTTPException) as exc:
+            agent_log.get().warning("container stop failed", container=instance.id, error=str(exc))
+        self._remove(instance.id)
         agent_log.get().info("container stopped", workload=instance.workload, container=instance.id)
 
-    def _managed(self) -> list[Any]:
-        found = self._docker.containers.list(all=True, filters={"label": LABELS["workload"]})
-        return [c for c in found if (c.labels or {}).get(MANAGED_LABEL) == _MANAGER]
+    def _managed(self) -> list[dict[str, Any]]:
+        found = self._docker.containers(LABELS["workload"])
+        return [c for c in found if (c.get("Labels") or {}).get(MANAGED_LABEL) == self._manager]
 
     def running(self) -> list[Instance]:
         instances = []
         for container in self._managed():
-            if container.status not in _ACTIVE:
+            if container.get("State") not in _ACTIVE:
                 continue
-            labels = container.labels or {}
+            labels = container.get("Labels") or {}
             try:
                 instances.append(
                     Instance(
-                        container.id,
+                        str(container["Id"]),
                         labels[LABELS["workload"]],
                         labels[LABELS["manifest_digest"]],
                         labels[LABELS["version"]],
@@ -413,7 +413,7 @@ class DockerRuntime:
                     )
                 )
             except (KeyError, ValueError):
-                agent_log.get().warning("container labels incomplete", container=container.id)
+                agent_log.get().warning("container labels incomplete", container=container["Id"])
         return instances
 
     def metrics(self, instance: Instance) -> WorkloadMetrics:
@@ -430,23 +430,22 @@ class DockerRuntime:
             raise RuntimeFailure("MetricsUnavailable", f"{instance.workload}: {exc}") from exc
 
     def collect(self, keep: set[str]) -> None:
-        errors = _errors()
         in_use: set[str] = set()
         for container in self._managed():
-            if container.status in _GONE:
-                self._remove(container)
+            if container.get("State") in _GONE:
+                self._remove(str(container["Id"]))
             else:
-                in_use.add(str(container.attrs.get("Image", "")))
-        for image in self._docker.images.list(name=TAG_REPOSITORY):
-            for tag in image.tags or []:
-                manifest = _our_manifest(tag)
-                if manifest is None or manifest in keep or image.id in in_use:
+                in_use.add(str(container.get("ImageID", "")))
+        for image in self._docker.images(_repository(self._scope)):
+            for tag in _tags(image):
+                manifest = _our_manifest(tag, self._scope)
+                if manifest is None or manifest in keep or image.get("Id") in in_use:
                     continue
                 try:
-                    self._docker.images.remove(tag)
-                except errors.ImageNotFound:
+                    self._docker.remove_image(tag)
+                except NotFoundError:
                     continue
-                except errors.APIError as exc:
-                    agent_log.get().warning("image removal failed", tag=tag, error=exc)
+                except DockerAPIError as exc:
+                    agent_log.get().warning("image removal failed", tag=tag, error=str(exc))
                     continue
                 agent_log.get().info("image removed", manifest=manifest)

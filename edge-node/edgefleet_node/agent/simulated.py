@@ -32,6 +32,7 @@ class Behaviour:
     fail_probe: set[str] = field(default_factory=set)  # manifest digests whose probe fails
     exit_on_start: set[str] = field(default_factory=set)  # ... that exit right away
     fail_prepare: set[str] = field(default_factory=set)
+    fail_metrics: set[str] = field(default_factory=set)  # ... whose /metrics fails
     requests_per_probe: int = 1
 
 
@@ -112,6 +113,8 @@ class SimulatedRuntime:
             return list(self._running.values())
 
     def metrics(self, instance: Instance) -> WorkloadMetrics:
+        if instance.manifest_digest in self.behaviour.fail_metrics:
+            raise RuntimeFailure("MetricsUnavailable", f"simulated: {instance.workload}/metrics")
         with self._lock:
             return WorkloadMetrics(requests=self._requests.get(instance.id, 0), errors=0)
 

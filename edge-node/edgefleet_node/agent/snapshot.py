@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from edgefleet_node.agent import facts, store
+from edgefleet_node.agent import log as agent_log
 from edgefleet_node.protocol import report as proto_report
 from edgefleet_node.protocol import wire
 
 if TYPE_CHECKING:
     from edgefleet_node.agent.loop import Agent
+    from edgefleet_node.agent.runtime import Instance
 
 __all__ = ["take", "write_status"]
 
@@ -28,7 +30,7 @@ def take(agent: Agent) -> Snapshot:
     workloads = []
     for cur in list(agent.activator.current.values()):
         healthy = cur.instance.id in running
-        metrics = agent.runtime.metrics(cur.instance) if healthy else proto_report.WorkloadMetrics()
+        metrics = _metrics(agent, cur.instance) if healthy else proto_report.WorkloadMetrics()
         workloads.append(
             proto_report.WorkloadStatus(
                 cur.workload.name,
@@ -56,6 +58,21 @@ def take(agent: Agent) -> Snapshot:
         tuple(workloads),
         facts.gather(agent.state.root, agent.identity.platform),
     )
+
+
+def _metrics(agent: Agent, instance: Instance) -> proto_report.WorkloadMetrics:
+    """The workload's counters; zeros when its ``/metrics`` fails (logged), so one
+    workload's broken endpoint never keeps the others, or the report, from the gateway."""
+    try:
+        return agent.runtime.metrics(instance)
+    except Exception as exc:  # any runtime's failure: the report matters more
+        agent_log.get().warning(
+            "workload metrics unavailable",
+            workload=instance.workload,
+            container=instance.id,
+            error=f"{type(exc).__name__}: {exc}"[:300],
+        )
+        return proto_report.WorkloadMetrics()
 
 
 def write_status(agent: Agent, workloads: list[proto_report.WorkloadStatus]) -> None:

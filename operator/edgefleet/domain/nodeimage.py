@@ -2,7 +2,7 @@
 
 ``edgefleet-node`` ships as a multi-arch image (``linux/amd64``, ``linux/arm64``)
 assembled by :mod:`edgefleet.domain.appimage`: Debian bookworm's ``python3``, the
-wheels of ``edgefleet-node[docker]``'s dependency closure for each platform — exact
+wheels of ``edgefleet-node``'s dependency closure for each platform — exact
 files locked by name, size and sha256 in ``node_image_lock.json`` beside this module
 (``hack/lock-app-image.py`` regenerates it) — and the ``edgefleet_node`` sources.
 
@@ -40,7 +40,7 @@ STATE_DIR = "var/lib/edgefleet-node"
 LOCK_FILE = "node_image_lock.json"
 NODE_PACKAGE = "edgefleet_node"
 NODE_SCRIPT = "edgefleet-node"
-NODE_EXTRAS = ("docker",)
+NODE_EXTRAS: tuple[str, ...] = ()  # the Docker client is the standard library's
 
 
 def node_spec(version: str, scripts: Mapping[str, str]) -> AppSpec:
