@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from kubernetes import config
+from kubernetes import client, config
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,6 +46,8 @@ from edgefleet.testing.procs import Service, wait_until  # noqa: E402
 from edgefleet.testing.registry import LocalRegistry  # noqa: E402
 
 SECTION = "## Rollout convergence"
+#: The fake fleet's report writers (10k real devices would write independently).
+FLEET_WORKERS = 32
 _PATCH = re.compile(
     r'^apiserver_request_total\{(?=[^}]*resource="edgedevices")(?=[^}]*subresource="status")'
     r'(?=[^}]*verb="(?:PATCH|APPLY)")[^}]*\} (\S+)$',
@@ -77,7 +79,10 @@ def run(n: int, cp: ControlPlane, registry: LocalRegistry, work: Path) -> dict[s
     cp.kubectl("create", "namespace", ns)
     api = h.objects(cp)
     h.put_model(api, ns, "2.0.0")
-    fleet = FakeFleet(config.new_client_from_config(str(cp.kubeconfig)), ns, workers=8)
+    conf = client.Configuration()
+    config.load_kube_config(config_file=str(cp.kubeconfig), client_configuration=conf)
+    conf.connection_pool_maxsize = FLEET_WORKERS  # one kept-alive connection per worker
+    fleet = FakeFleet(client.ApiClient(conf), ns, workers=FLEET_WORKERS)
     names = [f"dev-{i:05d}" for i in range(n)]
     with ThreadPoolExecutor(8) as pool:
         list(

@@ -130,3 +130,39 @@ def test_a_failing_planner_still_writes_status_on_the_first_pass(
     assert conds["Ready"]["status"] in ("False", "Unknown")
     # A temporary failure does not claim the generation was observed (kstatus: InProgress).
     assert status.get("observedGeneration", 0) == 0
+
+
+def test_a_permanent_failure_waits_for_a_change_then_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from edgefleet.domain.failures import FailureError
+    from edgefleet.handlers import rollout as handler
+
+    api = _Api()
+    controller = _controller(api)
+    _add_device(api, controller, "d0")
+    real = handler.decide
+
+    def refuses(world: Any) -> Any:
+        raise FailureError("InvalidSpec", "spec.model: refused", permanent=True)
+
+    monkeypatch.setattr(handler, "decide", refuses)
+    controller.run_pass()
+    conds = _conds(api)
+    assert conds["Stalled"]["status"] == "True"
+    assert conds["Stalled"]["reason"] == "InvalidSpec"
+    assert api.rollouts["r"]["status"]["observedGeneration"] == 1
+
+    monkeypatch.setattr(handler, "decide", real)
+    controller.run_pass()  # same generation and annotations: not retried
+    assert not (api.devices["d0"].get("status") or {}).get("desired")
+
+    # `kubectl edgefleet rollout retry` is an annotation: the next pass runs.
+    ro = copy.deepcopy(api.rollouts["r"])
+    ro["metadata"].setdefault("annotations", {})["edgefleet.io/retry"] = "1"
+    api.rv += 1
+    ro["metadata"]["resourceVersion"] = str(api.rv)
+    api.rollouts["r"] = ro
+    controller.observe("rollouts", "MODIFIED", ro)
+    controller.run_pass()
+    assert api.devices["d0"]["status"]["desired"][0]["version"] == "2.0.0"

@@ -6,14 +6,15 @@ something changed, and at least once a second for the time-based gates (pauses,
 ``minHealthyDuration``, the progress deadline).
 
 Each Rollout's pass runs inside the one reconcile pattern,
-:class:`edgefleet.handlers.Pass` (see ``docs/design.md``): the generation is
+:class:`edgefleet.handlers.reconcile.Pass` (see ``docs/design.md``): the generation is
 read once; the status comes only from the pure functions
 (:func:`edgefleet.domain.rollout.decide`, :func:`edgefleet.domain.rollout.report.failed`);
 it is written on exit when it differs, also when an unexpected exception escapes (typed
 by :func:`edgefleet.domain.failures.classify`: ``Reconciling`` with the reason for a
 temporary failure, ``Stalled`` for a permanent one). The loop, not kopf, schedules the
 retries: a failed Rollout waits out the same backoff (10 s, 20 s … 5 min) before its
-next pass, a permanently failed one waits for a new generation. A pass is ``decide`` on
+next pass, a permanently failed one waits for a new generation or a changed
+annotation (``kubectl edgefleet rollout retry``). A pass is ``decide`` on
 a snapshot of the cache, then the device writes (server-side apply, field manager
 ``edgefleet-rollouts``), then the status, then the Events. The cache takes every
 write's answer at once, and never an older resourceVersion than it holds, so no device
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import datetime
 import functools
+import json
 import logging
 import math
 import threading
@@ -62,7 +64,10 @@ _KINDS: dict[str, type[pydantic.BaseModel]] = {
 #: The longest a time-based gate waits past its moment.
 TICK = 1.0
 #: Concurrent device writes (the API client's connection pool must be at least this).
-WRITERS = 8
+#: Assignment is bound by the API server's latency per apply, not by the operator's CPU
+#: (profiled: the writers wait on responses), so many small writes go out at once; far
+#: below the API server's default --max-mutating-requests-inflight (200).
+WRITERS = 32
 
 
 RolloutPass = Pass[RolloutStatus]
@@ -70,9 +75,9 @@ RolloutPass = Pass[RolloutStatus]
 
 @dataclass(frozen=True)
 class Backoff:
-    """A Rollout whose last pass failed: the next pass waits (same generation only)."""
+    """A Rollout whose last pass failed: the next pass waits while ``asked`` is the same."""
 
-    generation: int
+    asked: tuple[int, str]  # generation and annotations (promote/retry are annotations)
     retries: int
     not_before: float  # time.monotonic(); inf after a permanent failure
 
@@ -233,10 +238,12 @@ class RolloutController:
     ) -> None:
         """Run ``body`` in a pass; a failed pass waits out its backoff (same generation)."""
         key, now = (ref.namespace, ref.name), time.monotonic()
+        notes = rollout.metadata.annotations if rollout is not None else None
+        asked = (ref.generation, json.dumps(notes or {}, sort_keys=True))
         held = self.backoff.get(key)
-        if held is not None and held.generation == ref.generation and now < held.not_before:
+        if held is not None and held.asked == asked and now < held.not_before:
             return
-        retry = held.retries if held is not None and held.generation == ref.generation else 0
+        retry = held.retries if held is not None and held.asked == asked else 0
         try:
             with Pass(
                 ref,
@@ -248,10 +255,10 @@ class RolloutController:
             ) as p:
                 body(p)
         except kopf.TemporaryError as exc:  # status says Reconciling; retry after a backoff
-            self.backoff[key] = Backoff(ref.generation, retry + 1, now + float(exc.delay or 0))
+            self.backoff[key] = Backoff(asked, retry + 1, now + float(exc.delay or 0))
             return
         if p.failure is not None:  # permanent: Stalled until the spec changes
-            self.backoff[key] = Backoff(ref.generation, retry + 1, math.inf)
+            self.backoff[key] = Backoff(asked, retry + 1, math.inf)
         else:
             self.backoff.pop(key, None)
 
