@@ -140,7 +140,7 @@ def _tell_the_story(story: demo_fleet.FleetStory) -> None:
         "canary: one device first, a pause, then everyone (live progress below).")  # fmt: skip
     v2 = story.new_version("2.0.0", seed=8, probe=None)
     steps: list[dict[str, Any]] = [
-        {"setWeight": 34}, {"pause": {"duration": "20s"}}, {"setWeight": 100},
+        {"setWeight": 33}, {"pause": {"duration": "20s"}}, {"setWeight": 100},
     ]  # fmt: skip
     if story.rollout(f"{MODEL}-v2", "2.0.0", steps) != 0:
         raise ServiceError("the canary of 2.0.0 did not complete")
@@ -153,7 +153,7 @@ def _tell_the_story(story: demo_fleet.FleetStory) -> None:
         "the probe. The canary's first device runs the probe, refuses it and keeps 2.0.0; "
         "the failure threshold trips, the rollout aborts and rolls back by itself.")  # fmt: skip
     story.new_version("3.0.0", seed=9, probe=v2)
-    code = story.rollout(f"{MODEL}-v3", "3.0.0", [{"setWeight": 34}, {"pause": {}}])
+    code = story.rollout(f"{MODEL}-v3", "3.0.0", [{"setWeight": 33}, {"pause": {}}])
     if code == 0:
         raise ServiceError("the broken 3.0.0 was rolled out; it should have aborted")
     wait_until(lambda: story.devices_on("2.0.0"), timeout=900, what="every device back on 2.0.0",

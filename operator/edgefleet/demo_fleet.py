@@ -122,6 +122,8 @@ class FleetStory:
     def _remove_devices(self) -> None:
         for device in self.devices:
             device.remove()
+        if self.devices:
+            ac.remove_model_images(self.devices[0].client, NS)
 
     def alive(self) -> None:
         self.operator_alive()
@@ -152,11 +154,10 @@ class FleetStory:
             status = item.get("status") or {}
             ready = any(c["type"] == "Ready" and c["status"] == "True"
                         for c in status.get("conditions", []))  # fmt: skip
+            want = f"{MODEL}={version}"  # the summaries read model=version
             if (status.get("desiredVersion"), status.get("currentVersion"), ready) != (
-                version,
-                version,
-                True,
-            ):
+                want, want, True,
+            ):  # fmt: skip
                 return False
         return True
 

@@ -59,6 +59,7 @@ def world(crds, registry, registry_client, base_index, builder_cache, operator_e
             for device in devices:
                 print(f"--- agent {device.name}\n{device.logs()}")
                 device.remove()
+            ac.remove_model_images(client, ns)
             for ref in images.values():
                 with contextlib.suppress(docker.errors.APIError):
                     client.images.remove(ref, force=True)

@@ -40,6 +40,7 @@ __all__ = [
     "build_agent_image",
     "create_token",
     "gateway_env",
+    "remove_model_images",
     "start_device",
     "trusted_registry",
 ]
@@ -217,6 +218,17 @@ class DeviceContainer:
                     self.client.images.remove(tag, force=True)
         with contextlib.suppress(errors.APIError):
             self.volume.remove(force=True)
+
+
+def remove_model_images(client: Any, namespace: str) -> None:
+    """Workload images of ``namespace``'s models that no container uses any more, tagged
+    or not (an image two devices shared can end up untagged before its last user goes)."""
+    import docker
+
+    label = f"io.edgefleet.model.namespace={namespace}"
+    for image in client.images.list(all=True, filters={"label": label}):
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(image.id, force=False)
 
 
 def start_device(
