@@ -164,7 +164,8 @@ class Node:
             raise
 
     def _start(self) -> None:
-        pause = push_pause_image(RegistryClient(self.registry.url, ca_bundle=self.registry.ca_path))
+        with RegistryClient(self.registry.url, ca_bundle=self.registry.ca_path) as client:
+            pause = push_pause_image(client)
         # The namespaces: a holder process that unshared them and sleeps.
         self._holder = Service(
             "namespaces",
