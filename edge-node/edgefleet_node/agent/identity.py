@@ -14,15 +14,17 @@ import random
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from edgefleet_node.agent import store
 from edgefleet_node.protocol import dsse, enroll, wire
 from edgefleet_node.protocol.desired import TrustBundle
+
+if TYPE_CHECKING:  # x509 only at enrolment and renewal: the idle agent never loads it
+    from cryptography import x509
 
 __all__ = [
     "Identity",
@@ -62,6 +64,9 @@ class Identity:
 
 def make_key_and_csr(namespace: str, device: str) -> tuple[bytes, bytes]:
     """A new P-256 key (PKCS#8 PEM) and a CSR for ``CN=<device>, O=<namespace>``."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name(
         [
@@ -87,6 +92,8 @@ def renew_at(cert: x509.Certificate, now: float, rng: random.Random | None = Non
 
 
 def _leaf(chain_pem: bytes) -> x509.Certificate:
+    from cryptography import x509
+
     try:
         return x509.load_pem_x509_certificates(chain_pem)[0]
     except (ValueError, IndexError) as exc:

@@ -26,14 +26,15 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
 
 from edgefleet_node.protocol import wire
 from edgefleet_node.protocol.wire import ProtocolError
+
+if TYPE_CHECKING:  # x509 is imported where it is used: an idle agent never needs it
+    from cryptography import x509
 
 __all__ = [
     "TOKEN_PREFIX",
@@ -104,6 +105,8 @@ def ca_hash(cert: x509.Certificate) -> str:
 
 
 def _load_pems(pem_bundle: bytes, what: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         certs = x509.load_pem_x509_certificates(pem_bundle)
     except ValueError as exc:
@@ -126,6 +129,9 @@ def csr_identity(csr_pem: bytes) -> tuple[x509.CertificateSigningRequest, str, s
     """Parse a CSR, check its self-signature; return it with its (namespace, device)."""
     if len(csr_pem) > _MAX_PEM:
         raise ProtocolError("the CSR is too large")
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
     except ValueError as exc:
