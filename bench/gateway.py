@@ -292,10 +292,15 @@ class Bench:
         stop = asyncio.Event()
         started = time.monotonic()
         tasks = [asyncio.create_task(s.run(stop, wait=a.wait)) for s in sims]
-        while sum(1 for s in sims if s.documents) < n:
+        shown = started
+        while (connected := sum(1 for s in sims if s.documents)) < n:
             await asyncio.sleep(0.5)
-            if time.monotonic() - started > 600:
-                raise TimeoutError("devices did not all connect")
+            if time.monotonic() - shown > 30:
+                shown = time.monotonic()
+                failures = sum(s.failures for s in sims)
+                print(f"# {connected}/{n} connected, {failures} failures", flush=True)
+            if time.monotonic() - started > a.connect_timeout:
+                raise TimeoutError(f"only {connected}/{n} devices connected")
         self.rows.append(("first connect of all devices", f"{time.monotonic() - started:.1f} s"))
         assert self.gateway is not None
         # The Online writes of the first connect drain (at EDGEFLEET_GATEWAY_WRITE_RATE).
@@ -389,6 +394,7 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--enrol", type=int, default=200, help="devices enrolled with real tokens")
     parser.add_argument("--idle", type=float, default=120.0, help="idle window, seconds")
+    parser.add_argument("--connect-timeout", type=float, default=1200.0)
     parser.add_argument("--write-rate", type=float, default=50.0, help="gateway write rate/s")
     parser.add_argument("--wait", type=float, default=30.0, help="long-poll wait (heartbeat)")
     args = parser.parse_args()

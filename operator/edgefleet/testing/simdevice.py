@@ -151,6 +151,7 @@ class SimDevice:
     last_document_at: float = 0.0  # monotonic
     acked: int = 0
     polls_ok: int = 0  # answered 200 or 304
+    failures: int = 0  # connection or protocol failures in run()
     last_ok_at: float = 0.0  # monotonic
     _conn: _Connection | None = None
 
@@ -328,7 +329,10 @@ class SimDevice:
                     backoff *= 2
                     continue
                 backoff = 0.5
-            except (TimeoutError, OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # any failure: reconnect, as an agent does
+                self.failures += 1
                 self.close()
                 await asyncio.sleep(min(backoff, 5.0) * random.uniform(0.5, 1.5))  # noqa: S311
                 backoff *= 2
