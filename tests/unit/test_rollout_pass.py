@@ -135,13 +135,14 @@ def test_a_failing_planner_still_writes_status_on_the_first_pass(
 def test_a_permanent_failure_waits_for_a_change_then_recovers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from edgefleet.domain import rollout as rollout_domain
     from edgefleet.domain.failures import FailureError
     from edgefleet.handlers import rollout as handler
 
     api = _Api()
     controller = _controller(api)
     _add_device(api, controller, "d0")
-    real = handler.decide
+    real = rollout_domain.decide
 
     def refuses(world: Any) -> Any:
         raise FailureError("InvalidSpec", "spec.model: refused", permanent=True)
