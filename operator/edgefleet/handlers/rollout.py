@@ -30,7 +30,6 @@ import functools
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,29 +37,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
-import pydantic
 import structlog
 from kubernetes import client
 
 from edgefleet.api import GROUP, VERSION
-from edgefleet.api.edgedevice import EdgeDevice
-from edgefleet.api.inferencemodel import InferenceModel
 from edgefleet.api.rollout import Rollout, RolloutStatus
 from edgefleet.clients.rolloutapi import RolloutApi
-from edgefleet.domain.failures import Failure, classify
+from edgefleet.domain.failures import Failure
 from edgefleet.domain.rollout import DeviceWrite, Event, World, decide, report
 from edgefleet.handlers.reconcile import EventSink, ObjectRef, Pass
+from edgefleet.handlers.rolloutcache import KINDS, FleetCache, Key
 
 __all__ = ["WRITERS", "Backoff", "FleetCache", "RolloutController", "register"]
 
 log = structlog.get_logger("edgefleet.rollouts")
 
-Key = tuple[str, str]
-_KINDS: dict[str, type[pydantic.BaseModel]] = {
-    "edgedevices": EdgeDevice,
-    "rollouts": Rollout,
-    "inferencemodels": InferenceModel,
-}
 #: The longest a time-based gate waits past its moment.
 TICK = 1.0
 #: Concurrent device writes (the API client's connection pool must be at least this).
@@ -80,94 +71,6 @@ class Backoff:
     asked: tuple[int, str]  # generation and annotations (promote/retry are annotations)
     retries: int
     not_before: float  # time.monotonic(); inf after a permanent failure
-
-
-def _plain(body: Any) -> dict[str, Any]:
-    doc = dict(body)
-    status = {k: v for k, v in dict(doc.get("status") or {}).items() if k != "kopf"}
-    return {
-        "apiVersion": doc.get("apiVersion"),
-        "kind": doc.get("kind"),
-        "metadata": dict(doc.get("metadata") or {}),
-        "spec": dict(doc.get("spec") or {}),
-        "status": status or None,
-    }
-
-
-def _status_of(body: Any) -> RolloutStatus | None:
-    try:
-        return RolloutStatus.model_validate(dict(body.get("status") or {}))
-    except pydantic.ValidationError:
-        return None
-
-
-def _version(body: Any) -> int:
-    text = str(dict(body.get("metadata") or {}).get("resourceVersion") or "0")
-    return int(text) if text.isdigit() else 0
-
-
-class FleetCache:
-    """Parsed objects by kind and (namespace, name); safe across threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._objects: dict[str, dict[Key, Any]] = {k: {} for k in _KINDS}
-        self._versions: dict[str, dict[Key, int]] = {k: {} for k in _KINDS}
-        #: Rollouts the models refuse: (generation, stored status, the failure).
-        self.invalid: dict[Key, tuple[int, RolloutStatus | None, Failure]] = {}
-
-    def put(self, plural: str, body: Any, *, deleted: bool = False) -> bool:
-        """Store ``body`` unless an equal or newer version is held; whether it changed."""
-        meta = dict(body.get("metadata") or {})
-        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
-        version = _version(body)
-        with self._lock:
-            held = self._versions[plural].get(key, -1)
-            if deleted:
-                self._objects[plural].pop(key, None)
-                self._versions[plural].pop(key, None)
-                self.invalid.pop(key, None)
-                return True
-            if version and version <= held:
-                return False
-        try:
-            parsed = _KINDS[plural].model_validate(_plain(body))
-        except pydantic.ValidationError as exc:
-            log.warning(
-                "object not valid, ignored",
-                kind=plural,
-                namespace=key[0],
-                name=key[1],
-                errors=exc.error_count(),
-            )
-            if plural == "rollouts":
-                with self._lock:
-                    self.invalid[key] = (
-                        int(meta.get("generation") or 0),
-                        _status_of(body),
-                        classify(exc),
-                    )
-            return False
-        with self._lock:
-            if version and version <= self._versions[plural].get(key, -1):
-                return False
-            self._objects[plural][key] = parsed
-            self._versions[plural][key] = version
-            if plural == "rollouts":
-                self.invalid.pop(key, None)
-        return True
-
-    def refused(self) -> list[tuple[Key, int, RolloutStatus | None, Failure]]:
-        with self._lock:
-            return [(k, *v) for k, v in self.invalid.items()]
-
-    def items(self, plural: str, namespace: str | None = None) -> list[Any]:
-        with self._lock:
-            return [v for k, v in self._objects[plural].items() if namespace in (None, k[0])]
-
-    def get(self, plural: str, namespace: str, name: str) -> Any:
-        with self._lock:
-            return self._objects[plural].get((namespace, name))
 
 
 class RolloutController:
@@ -191,7 +94,7 @@ class RolloutController:
 
     def sync(self) -> None:
         """List every kind into the cache (at start-up, before the first pass)."""
-        for plural in _KINDS:
+        for plural in KINDS:
             for namespace in self.namespaces or (None,):
                 for item in self.api.list(plural, namespace).get("items", []):
                     self.cache.put(plural, item)
@@ -343,7 +246,7 @@ def register(registry: kopf.OperatorRegistry, controller: RolloutController) -> 
     """Register the rollout controller's watches, start-up and clean-up on ``registry``."""
     tasks: list[asyncio.Task[None]] = []
 
-    for plural in _KINDS:
+    for plural in KINDS:
 
         def make(kind: str) -> Callable[..., Any]:
             async def observe(event: kopf.RawEvent, **_: Any) -> None:
