@@ -7,6 +7,7 @@ healthy again after ``git revert``."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -123,3 +124,108 @@ def test_commit_deploys_and_flux_judges_health(
             ).stdout
         )["spec"]
         assert spec["version"] == "1.0.0"
+
+
+def _rollout_doc(version: str) -> dict:
+    return {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "detector"},
+        "spec": {
+            "model": {"name": "detector", "version": version},
+            "selector": {"matchLabels": {"site": "berlin"}},
+            "healthGate": {"minHealthyDuration": "1s"},
+            "maxUnavailable": "100%",
+        },
+    }
+
+
+def _desired_versions(cp, ns: str) -> set[str | None]:
+    items = json.loads(cp.kubectl("get", "edgedevices", "-n", ns, "-o", "json").stdout)["items"]
+    versions = set()
+    for dev in items:
+        desired = [
+            w for w in (dev.get("status") or {}).get("desired", []) if w["model"] == "detector"
+        ]
+        versions.add(desired[0]["version"] if desired else None)
+    return versions
+
+
+@pytest.mark.timeout(900)
+def test_commit_rolls_out_to_devices_and_revert_rolls_back(
+    crds, namespace, operator, flux, model_files, tmp_path, unique, capsys
+):
+    """Commit → Flux sync → build → rollout to devices; `git revert` → devices back.
+    Devices are the fake fleet (tests/e2e/rollout_helpers.py), which plays gateway and
+    agents; the device path itself is tested with the real gateway and agents elsewhere."""
+    from tests.e2e.rollout_helpers import fleet
+
+    directory, base_url = model_files
+    models = {}
+    for version, seed in (("1.0.0", 21), ("1.1.0", 22)):
+        f = make_mlp(directory / f"roll-{unique}-{seed}.onnx", target_bytes=32 * 1024, seed=seed)
+        models[version] = (f"{base_url}/roll-{unique}-{seed}.onnx", f.sha256)
+    sync = f"roll-{unique}"
+    timings: dict[str, float] = {}
+    with fleet(crds, namespace, amd=5, arm=0) as devices, GitServer() as server:
+        del devices
+        repo_url = server.create("fleet")
+        work = server.clone("fleet", tmp_path / "work")
+
+        def commit(version: str) -> str:
+            return _commit(work, f"detector {version}", {
+                "fleet/kustomization.yaml": {"resources": ["model.yaml", "rollout.yaml"]},
+                "fleet/model.yaml": _model_doc("detector", version, *models[version]),
+                "fleet/rollout.yaml": _rollout_doc(version),
+            })  # fmt: skip
+
+        def deployed(revision: str, version: str, started: float, label: str) -> None:
+            marks: dict[str, float] = {}
+
+            def check() -> bool:
+                flux.check_alive()
+                status, _, _, applied = flux.ready(sync)
+                now = time.monotonic() - started
+                got = crds.kubectl("get", "inferencemodels.edgefleet.io", "detector",
+                                   "-n", namespace, "-o", "json", check=False)  # fmt: skip
+                model = json.loads(got.stdout) if got.returncode == 0 else {"spec": {}}
+                if model["spec"].get("version") == version:
+                    marks.setdefault("1 Flux applied the commit", now)
+                    built = (model.get("status") or {}).get("observedGeneration") == model[
+                        "metadata"
+                    ]["generation"] and _model_ready(crds, namespace, "detector") == "True"
+                    if built:
+                        marks.setdefault("2 model built and signed", now)
+                if _desired_versions(crds, namespace) == {version}:
+                    marks.setdefault("3 every device assigned", now)
+                done = status == "True" and revision in applied
+                if done:
+                    marks.setdefault("4 devices Ready and Flux healthy", now)
+                return done
+
+            wait_until(check, timeout=420, interval=0.5, what=f"{label} deployed",
+                       alive=operator.service.check_alive)  # fmt: skip
+            for key, value in marks.items():
+                timings[f"{label}: {key}"] = value
+
+        started = time.monotonic()
+        first = commit("1.0.0")
+        flux.apply_sync(sync, repo_url, "./fleet", namespace, timeout="5m")
+        deployed(first, "1.0.0", started, "first commit (1.0.0)")
+        started = time.monotonic()
+        second = commit("1.1.0")
+        deployed(second, "1.1.0", started, "bump to 1.1.0")
+        started = time.monotonic()
+        git(work, "revert", "--no-edit", "HEAD")
+        git(work, "push", "--quiet", "origin", "main")
+        deployed(git(work, "rev-parse", "HEAD"), "1.0.0", started, "git revert")
+        rollout = json.loads(
+            crds.kubectl(
+                "get", "rollouts.edgefleet.io", "detector", "-n", namespace, "-o", "json"
+            ).stdout
+        )
+        assert rollout["spec"]["model"]["version"] == "1.0.0"
+        assert rollout["status"]["phase"] == "Completed"
+    with capsys.disabled():
+        for key, value in timings.items():
+            print(f"  {key}: {value:.1f} s")
