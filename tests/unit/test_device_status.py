@@ -250,3 +250,10 @@ def test_document_version_layers_and_platform():
     assert w.platform == "linux/arm64"
     assert w.manifest_digest == D1
     assert doc.expires_at - doc.issued_at == datetime.timedelta(hours=24)
+
+
+def test_observed_generation_follows_the_spec_so_kstatus_can_say_current():
+    device = _device(desired=[])
+    first = devicestatus.compute(device, ONLINE, last_seen_interval=HOUR)
+    assert first["observedGeneration"] == device.metadata.generation
+    assert stored_owned(_apply(device, first)) == first  # no second write for it

@@ -208,6 +208,11 @@ def compute(
         "conditions": [c.wire() for c in sorted(conds, key=lambda c: c.type)],
         "current": [c.wire() for c in sorted(current, key=lambda c: c.model)],
     }
+    if generation is not None:
+        # The gateway is the EdgeDevice's status owner: with the CRD's default of 0, an
+        # observedGeneration behind metadata.generation makes kstatus (Flux, Argo CD)
+        # read the device as InProgress, so it follows every spec change it has seen.
+        out["observedGeneration"] = generation
     if enrollment is not None:
         # ``revoked`` belongs to `edgefleet device revoke` (field manager edgefleet-cli);
         # the gateway sets it (to false) only with a new enrolment.

@@ -61,6 +61,7 @@ def stored_owned(device: EdgeDevice) -> dict[str, Any]:
         "reportSeq": s.report_seq,
         "appliedDocument": s.applied_document,
         "lastSeen": s.last_seen,
+        "observedGeneration": s.observed_generation,
     }
     out.update({k: v for k, v in extras.items() if v is not None and v != {}})
     return out
