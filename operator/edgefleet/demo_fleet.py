@@ -38,6 +38,7 @@ DEVICES = (
     ("berlin-line1-pi-01", "linux/arm64"),
 )
 SLOW = {"linux/amd64": 1.0, "linux/arm64": 4.0}
+PROBE_TOLERANCE = 0.05  # int8 weights on amd64 answer within a few hundredths
 ROLLOUT_TIMEOUT = 2400  # seconds; arm64 under qemu on a busy machine is slow
 
 
@@ -181,7 +182,7 @@ class FleetStory:
         self.model["spec"]["source"] = {
             "url": {"url": f"{self.files_url}/{fixture.path.name}", "sha256": fixture.sha256}
         }
-        self.model["spec"]["probe"] = (probe or fixture).probe_spec(tolerance=0.05)
+        self.model["spec"]["probe"] = (probe or fixture).probe_spec(tolerance=PROBE_TOLERANCE)
         self.cp.kubectl("apply", "-f", "-", input_text=json.dumps(self.model))
 
         def built() -> bool:
@@ -219,9 +220,13 @@ class FleetStory:
         print(f"$ curl -s -X POST http://127.0.0.1:{port}/v1/predict -d '{body}'", flush=True)
         answer = request("127.0.0.1", port, "POST", "/v1/predict", body.encode(), 60)
         print(answer.body.decode(errors="replace"), flush=True)
-        outputs = json.loads(answer.body).get("outputs", {})
-        verdict = "matches" if fixture.matches(outputs) else "does NOT match"
-        say(f"{device.name}'s workload answered (HTTP {answer.status}); the answer {verdict} "
-            f"what {fixture.path.name} computes on this input.")  # fmt: skip
         if answer.status != 200:
             raise RuntimeError(f"the workload on {device.name} answered {answer.status}")
+        import numpy as np
+
+        got = np.asarray(json.loads(answer.body)["outputs"][fixture.output_name], np.float32)
+        error = float(np.abs(got - fixture.expected_output).max())
+        say(f"{device.name}'s workload answered (HTTP 200): within {error:.4f} of what "
+            f"{fixture.path.name} computes in float32 (this box runs int8 weights).")  # fmt: skip
+        if error > PROBE_TOLERANCE:
+            raise RuntimeError(f"{device.name} answered {error} away from the expected answer")
