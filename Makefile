@@ -8,7 +8,7 @@ VENV := .venv/bin
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-demo: ## Run the local system: control plane, CRDs, example fleet (sets everything up first)
+demo: ## Run the local system: control plane, operator, gateway, three real agents, a canary and a rollback (sets everything up first)
 	hack/demo.sh
 
 test: ## Install what is missing, then lint, verify generated files and run every test tier

@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         "--json-logs", action="store_true", default=None, help="log JSON lines even on a terminal"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the local control plane with the example fleet")
+    demo = sub.add_parser(
+        "demo", help="run the system locally: devices in containers, a canary, a rollback"
+    )
     demo.add_argument(
         "--keep",
         action=argparse.BooleanOptionalAction,
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         "--builds",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also run a registry and the operator, and build the example model",
+        help="also run the registry, operator, gateway and devices (--no-builds: the"
+        " control plane with the example fleet only)",
     )
     demo.set_defaults(func=_demo)
     op = sub.add_parser("operator", help="run the operator (configured by EDGEFLEET_* variables)")
