@@ -46,6 +46,7 @@ def argocd_health_configmap() -> str:
         "metadata": {"name": "argocd-cm", "namespace": "argocd"},
         "data": data,
     }
+
     class _Literal(yaml.SafeDumper):
         pass
 

@@ -44,6 +44,7 @@ def _pass(store: Store, observed: InferenceModelStatus | None = None) -> Pass:
 
 def test_an_unexpected_exception_is_written_as_a_temporary_failure_and_retried():
     store = Store()
+
     def run() -> None:
         with _pass(store) as p:
             p.status = modelstatus.building(p.status, generation=p.generation, build_key="k")
