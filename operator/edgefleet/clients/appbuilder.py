@@ -233,6 +233,40 @@ def _node_pyproject() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def _build_locked(
+    builder: AppImageBuilder,
+    repo: str,
+    platforms: Sequence[str],
+    tags: Sequence[str] | None,
+    progress: Progress | None,
+    *,
+    lock_file: str,
+    version: str,
+    spec: Callable[[], appimage.AppSpec],
+    sources: Mapping[str, bytes],
+    scripts: Mapping[str, str],
+) -> AppBuildResult:
+    """One of edgefleet's own images from its wheel lock (tagged with its version)."""
+    import importlib.resources
+
+    lock = nodeimage.parse(
+        importlib.resources.files("edgefleet.domain").joinpath(lock_file).read_text()
+    )
+    try:
+        app = spec()
+    except ValueError as exc:
+        raise AppBuildError(str(exc)) from exc
+    return builder.build(
+        app,
+        repo,
+        {p: nodeimage.wheels_for(lock, p) for p in platforms},
+        sources,
+        scripts,
+        tags=[version] if tags is None else tags,
+        progress=progress or (lambda m: print(m, file=sys.stderr)),
+    )
+
+
 def build_node_image(
     builder: AppImageBuilder,
     repo: str = "edgefleet/node",
@@ -241,26 +275,14 @@ def build_node_image(
     progress: Progress | None = None,
 ) -> AppBuildResult:
     """The edge-node agent's image for ``platforms`` (tagged with its version)."""
-    import importlib.resources
-
-    lock = nodeimage.parse(
-        importlib.resources.files("edgefleet.domain").joinpath(nodeimage.LOCK_FILE).read_text()
-    )
     version = importlib.metadata.version("edgefleet-node")
     scripts = console_scripts("edgefleet-node", _node_pyproject())
-    try:
-        spec = nodeimage.node_spec(version, scripts)
-    except ValueError as exc:
-        raise AppBuildError(str(exc)) from exc
-    return builder.build(
-        spec,
-        repo,
-        {p: nodeimage.wheels_for(lock, p) for p in platforms},
-        package_sources(nodeimage.NODE_PACKAGE),
-        scripts,
-        tags=[version] if tags is None else tags,
-        progress=progress or (lambda m: print(m, file=sys.stderr)),
-    )
+    return _build_locked(
+        builder, repo, platforms, tags, progress,
+        lock_file=nodeimage.LOCK_FILE, version=version,
+        spec=lambda: nodeimage.node_spec(version, scripts),
+        sources=package_sources(nodeimage.NODE_PACKAGE), scripts=scripts,
+    )  # fmt: skip
 
 
 def control_plane_sources() -> dict[str, bytes]:
@@ -293,27 +315,13 @@ def build_control_plane_image(
     progress: Progress | None = None,
 ) -> AppBuildResult:
     """The operator's and gateway's image for ``platforms`` (tagged with its version)."""
-    import importlib.resources
-
-    lock = nodeimage.parse(
-        importlib.resources.files("edgefleet.domain")
-        .joinpath(controlplaneimage.LOCK_FILE)
-        .read_text()
-    )
     version = importlib.metadata.version("edgefleet")
     root = Path(__file__).resolve().parents[3] / "pyproject.toml"
     scripts = console_scripts("edgefleet", root if root.is_file() else None)
     scripts = {k: v for k, v in scripts.items() if k == controlplaneimage.SCRIPT}
-    try:
-        spec = controlplaneimage.control_plane_spec(version, scripts)
-    except ValueError as exc:
-        raise AppBuildError(str(exc)) from exc
-    return builder.build(
-        spec,
-        repo,
-        {p: nodeimage.wheels_for(lock, p) for p in platforms},
-        control_plane_sources(),
-        scripts,
-        tags=[version] if tags is None else tags,
-        progress=progress or (lambda m: print(m, file=sys.stderr)),
-    )
+    return _build_locked(
+        builder, repo, platforms, tags, progress,
+        lock_file=controlplaneimage.LOCK_FILE, version=version,
+        spec=lambda: controlplaneimage.control_plane_spec(version, scripts),
+        sources=control_plane_sources(), scripts=scripts,
+    )  # fmt: skip

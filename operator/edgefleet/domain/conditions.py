@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.meta import Condition, ConditionStatus
 
-__all__ = ["find", "is_true", "now_rfc3339", "set_condition", "summarise_ready"]
+__all__ = ["find", "is_true", "mark_failure", "now_rfc3339", "set_condition", "summarise_ready"]
 
 
 def now_rfc3339() -> str:
@@ -63,6 +63,33 @@ def set_condition(
     if previous is None:
         out.append(updated)
     return out
+
+
+def mark_failure(
+    conditions: Sequence[Condition],
+    *,
+    reason: str,
+    message: str,
+    permanent: bool,
+    generation: int | None,
+    now: str,
+    waiting: str = "waiting for a spec change",
+) -> list[Condition]:
+    """kstatus after a failed pass, the same for every kind: a permanent failure is
+    ``Stalled=True`` and ``Reconciling=False`` (``waiting``: what would unstick it); a
+    temporary one is ``Reconciling=True`` (retrying) and ``Stalled=False``."""
+    if permanent:
+        conds = set_condition(
+            conditions, Type.STALLED, "True", reason, message, generation=generation, now=now
+        )
+        return set_condition(
+            conds, Type.RECONCILING, "False", reason, waiting, generation=generation, now=now
+        )
+    conds = set_condition(
+        conditions, Type.RECONCILING, "True", reason, f"retrying: {message}",
+        generation=generation, now=now,
+    )  # fmt: skip
+    return set_condition(conds, Type.STALLED, "False", reason, generation=generation, now=now)
 
 
 def summarise_ready(

@@ -11,7 +11,13 @@ from collections.abc import Sequence
 
 from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.inferencemodel import BuiltImage, HistoryEntry, InferenceModelStatus
-from edgefleet.domain.conditions import is_true, now_rfc3339, set_condition, summarise_ready
+from edgefleet.domain.conditions import (
+    is_true,
+    mark_failure,
+    now_rfc3339,
+    set_condition,
+    summarise_ready,
+)
 from edgefleet.domain.failures import Failure
 
 __all__ = [
@@ -145,30 +151,9 @@ def failed(
     conds = set_condition(
         old.conditions, Type.BUILT, "False", reason, message, generation=generation, now=at
     )
-    if permanent:
-        conds = set_condition(
-            conds, Type.STALLED, "True", reason, message, generation=generation, now=at
-        )
-        conds = set_condition(
-            conds,
-            Type.RECONCILING,
-            "False",
-            reason,
-            "waiting for a spec change",
-            generation=generation,
-            now=at,
-        )
-    else:
-        conds = set_condition(
-            conds,
-            Type.RECONCILING,
-            "True",
-            reason,
-            f"retrying: {message}",
-            generation=generation,
-            now=at,
-        )
-        conds = set_condition(conds, Type.STALLED, "False", reason, generation=generation, now=at)
+    conds = mark_failure(
+        conds, reason=reason, message=message, permanent=permanent, generation=generation, now=at
+    )
     conds = summarise_ready(conds, REQUIRED, generation=generation, now=at)
     update: dict[str, object] = {"conditions": conds}
     if permanent:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.meta import Condition, ConditionStatus
 from edgefleet.api.rollout import DeviceCounts, DeviceNote, RolloutPhase, RolloutStatus, WaveStatus
-from edgefleet.domain.conditions import find, set_condition, summarise_ready
+from edgefleet.domain.conditions import find, mark_failure, set_condition, summarise_ready
 from edgefleet.domain.failures import Failure
 from edgefleet.domain.rollout.health import DeviceState, parse_time
 
@@ -193,36 +193,10 @@ def failed(
     one keeps ``Reconciling=True`` and is retried on the next pass."""
     status = old or RolloutStatus()
     at = rfc3339(now)
-    conds = list(status.conditions)
-    if failure.permanent:
-        conds = set_condition(
-            conds,
-            Type.STALLED,
-            "True",
-            failure.reason,
-            failure.message,
-            generation=generation,
-            now=at,
-        )
-        conds = set_condition(
-            conds,
-            Type.RECONCILING,
-            "False",
-            failure.reason,
-            "waiting for a spec change",
-            generation=generation,
-            now=at,
-        )
-    else:
-        conds = set_condition(
-            conds,
-            Type.RECONCILING,
-            "True",
-            failure.reason,
-            f"retrying: {failure.message}",
-            generation=generation,
-            now=at,
-        )
+    conds = mark_failure(
+        status.conditions, reason=failure.reason, message=failure.message,
+        permanent=failure.permanent, generation=generation, now=at,
+    )  # fmt: skip
     conds = summarise_ready(conds, (Type.PROGRESSING,), generation=generation, now=at)
     update: dict[str, object] = {"conditions": conds, "message": failure.message[:4096]}
     if failure.permanent:
