@@ -4,7 +4,7 @@
 :mod:`.selection` (selector, order, overlap), :mod:`.plan` (steps, budgets,
 thresholds, the pinned target), :mod:`.health` (a device's state and the gate),
 :mod:`.progress` (walking the steps), :mod:`.writes` (assignment and rollback),
-:mod:`.report` (status and conditions).
+:mod:`.report` (status and conditions), :mod:`.events` (what to post).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from edgefleet.api.meta import parse_duration
 from edgefleet.api.rollout import DeviceNote, Rollout, RolloutStatus, RolloutTarget
 from edgefleet.domain.conditions import find
 from edgefleet.domain.rollout import plan, selection, writes
+from edgefleet.domain.rollout.events import Event
 from edgefleet.domain.rollout.health import DeviceState, assess, parse_time
 from edgefleet.domain.rollout.progress import Progress, advance
 from edgefleet.domain.rollout.report import Outcome, conclude, rfc3339
@@ -44,13 +45,6 @@ class World:
     now: datetime.datetime
     max_writes: int = 1000
     """Assignments per pass at most, so status stays current during a large wave."""
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    reason: str
-    message: str
 
 
 @dataclass

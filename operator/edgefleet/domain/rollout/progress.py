@@ -21,11 +21,12 @@ from edgefleet.api.edgedevice import DesiredWorkload, EdgeDevice
 from edgefleet.api.meta import parse_duration
 from edgefleet.api.rollout import DeviceNote, Rollout, RolloutStatus, RolloutTarget
 from edgefleet.domain.rollout import plan, writes
+from edgefleet.domain.rollout.events import Event
 from edgefleet.domain.rollout.health import DeviceState, parse_time
 from edgefleet.domain.rollout.report import Outcome, rfc3339
 
 if TYPE_CHECKING:
-    from edgefleet.domain.rollout.decide import Decision, Event
+    from edgefleet.domain.rollout.decide import Decision
 
 __all__ = ["Progress", "advance"]
 
@@ -80,8 +81,6 @@ def advance(
     max_writes: int = 1000,
 ) -> Outcome:
     """Assign and step forward as far as the world allows; the outcome says why it stops."""
-    from edgefleet.domain.rollout.decide import Event
-
     at = rfc3339(now)
     steps = plan.steps_of(ro)
     n = len(devices)

@@ -19,10 +19,10 @@ from edgefleet.api.meta import Condition, ConditionStatus
 from edgefleet.api.rollout import DeviceCounts, DeviceNote, RolloutPhase, RolloutStatus, WaveStatus
 from edgefleet.domain.conditions import find, mark_failure, set_condition, summarise_ready
 from edgefleet.domain.failures import Failure
+from edgefleet.domain.rollout.events import Event
 from edgefleet.domain.rollout.health import DeviceState, parse_time
 
 if TYPE_CHECKING:
-    from edgefleet.domain.rollout.decide import Event
     from edgefleet.domain.rollout.progress import Progress
 
 __all__ = ["Outcome", "conclude", "failed", "rfc3339"]
@@ -79,8 +79,6 @@ def conclude(
     events: list[Event],
 ) -> RolloutStatus:
     """The complete new status (the controller writes it when it differs)."""
-    from edgefleet.domain.rollout.decide import Event
-
     at = rfc3339(now)
     updated, healthy, failed, offline = _counts(states, written)
     if written or healthy > (old.counts.healthy if old.counts else 0):
