@@ -1,6 +1,7 @@
 """Fixtures for the tests that run pods: a control plane prepared for a node, and the
 one-node cluster (kubelet, containerd, kube-proxy in namespaces of their own). It
-starts only when a test here asks for it, once per session."""
+starts only when a test here asks for it, once per module, and stops after it (it
+holds a few hundred MB the other tests should have)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from edgefleet.testing.controlplane import ControlPlane
 from edgefleet.testing.node import NODE_IP, Node, node_unavailable
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster_cp() -> Iterator[ControlPlane]:
     reason = node_unavailable()
     if reason:
@@ -21,7 +22,7 @@ def cluster_cp() -> Iterator[ControlPlane]:
         yield cp
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(cluster_cp, registry, base_index) -> Iterator[Node]:
     with Node(cluster_cp, registry) as node:
         node.wait_ready()
