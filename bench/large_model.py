@@ -129,20 +129,21 @@ def measure(size: int, work: Path) -> dict[str, Any]:
             "registry": registry.url,
             "ca": str(registry.ca_path),
         }
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", json.dumps(args)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=1800,
-        )
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if proc.returncode != 0:
-        raise RuntimeError(f"build child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    child = json.loads(proc.stdout.strip().splitlines()[-1])
-    if peak_kib <= before:
-        raise RuntimeError("the child's peak RSS was not measured (an earlier child was larger)")
+        # wait4 gives this child's own peak RSS; RUSAGE_CHILDREN would be the largest
+        # of every child this process ever had (the API server in a test session).
+        out_path, err_path = work / "child.out", work / "child.err"
+        with out_path.open("w") as out, err_path.open("w") as err:
+            child_proc = subprocess.Popen(
+                [sys.executable, __file__, "--child", json.dumps(args)], stdout=out, stderr=err
+            )
+            _, wait_status, usage = os.wait4(child_proc.pid, 0)
+        returncode = os.waitstatus_to_exitcode(wait_status)
+        child_proc.returncode = returncode  # reaped by wait4 above
+        peak_kib = usage.ru_maxrss
+        stdout, stderr = out_path.read_text(), err_path.read_text()
+    if returncode != 0:
+        raise RuntimeError(f"build child failed ({returncode}):\n{stderr[-4000:]}")
+    child = json.loads(stdout.strip().splitlines()[-1])
     return {
         "model_bytes": size,
         "generate_seconds": generate_s,
