@@ -28,9 +28,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -207,15 +209,7 @@ class Node:
         if self._holder is not None:
             self._holder.stop()
             self._holder = None
-        for controller in Path("/sys/fs/cgroup").iterdir():
-            root = controller / self.cgroup_root.lstrip("/")
-            if root.is_dir():
-                for sub in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                    if sub.is_dir():
-                        with contextlib.suppress(OSError):
-                            sub.rmdir()
-                with contextlib.suppress(OSError):
-                    root.rmdir()
+        self._remove_cgroups()
         with contextlib.suppress(OSError):
             subprocess.run(["umount", "-R", str(self.dir)], capture_output=True, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -311,6 +305,28 @@ state = "{d / "containerd-state"}"
         )  # fmt: skip
         wait_until(self.containerd_sock.exists, timeout=self._timeout, what="containerd socket",
                    alive=containerd.check_alive)  # fmt: skip
+
+    def _remove_cgroups(self, timeout: float = 15.0) -> None:
+        """Kill what is left in the pods' cgroups (container processes outlive their
+        shims for a moment) and remove every cgroup the node made, deepest first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = False
+            for controller in Path("/sys/fs/cgroup").iterdir():
+                root = controller / self.cgroup_root.lstrip("/")
+                if not root.is_dir():
+                    continue
+                subs = sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True)
+                for sub in [*(p for p in subs if p.is_dir()), root]:
+                    with contextlib.suppress(OSError, ValueError):
+                        for pid in (sub / "cgroup.procs").read_text().split():
+                            os.kill(int(pid), signal.SIGKILL)
+                    with contextlib.suppress(OSError):
+                        sub.rmdir()
+                left = left or root.exists()
+            if not left or time.monotonic() > deadline:
+                return
+            time.sleep(0.2)  # processes just killed are still being reaped
 
     def _make_cgroup_root(self) -> None:
         """kubelet's cgroupRoot must exist in every v1 hierarchy (cpuset initialised)."""
