@@ -82,6 +82,11 @@ def test_reports_are_idempotent_and_only_the_newest_applies(fleet):
     older, newer = sim.snapshot(), sim.snapshot()
     assert fleet.run(sim.report(newer, older)).status == 200
     assert sim.acked == newer.seq
+    # Let the status settle (the poll's Online transition is written asynchronously),
+    # then a resent batch must not write anything.
+    fleet.wait_condition("cam-4", "Online", "True")
+    wait_until(lambda: fleet.get("cam-4")["status"].get("reportSeq") == newer.seq,
+               timeout=30, what="the newest report applied", interval=0.2)  # fmt: skip
     rv = fleet.get("cam-4")["metadata"]["resourceVersion"]
     # The same batch again (a retry after a lost ack): acknowledged, nothing written.
     assert fleet.run(sim.report(older, newer)).status == 200
