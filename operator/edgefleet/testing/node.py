@@ -209,6 +209,7 @@ class Node:
         if self._holder is not None:
             self._holder.stop()
             self._holder = None
+        self._kill_shims()
         self._remove_cgroups()
         with contextlib.suppress(OSError):
             subprocess.run(["umount", "-R", str(self.dir)], capture_output=True, check=False)
@@ -305,6 +306,16 @@ state = "{d / "containerd-state"}"
         )  # fmt: skip
         wait_until(self.containerd_sock.exists, timeout=self._timeout, what="containerd socket",
                    alive=containerd.check_alive)  # fmt: skip
+
+    def _kill_shims(self) -> None:
+        """containerd's shims outlive containerd on purpose (they re-parent away from
+        it): kill the ones that serve this node's socket."""
+        marker = str(self.dir).encode()
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError, ValueError):
+                argv = cmdline.read_bytes()
+                if b"containerd-shim" in argv and marker in argv:
+                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
 
     def _remove_cgroups(self, timeout: float = 15.0) -> None:
         """Kill what is left in the pods' cgroups (container processes outlive their
