@@ -50,13 +50,22 @@ def test_enrol_then_mtls_poll_report_and_ready(fleet):
     assert status["reportSeq"] == sim.seq
 
 
+async def _parked(fleet, timeout: float = 10.0) -> None:
+    """Until the gateway holds a long-poll open (its own gauge says so)."""
+    registry = fleet.gateway.gateway.metrics.registry
+    deadline = time.monotonic() + timeout
+    while (registry.get_sample_value("edgefleet_gateway_longpolls_open") or 0) < 1:
+        assert time.monotonic() < deadline, "no long-poll held within the deadline"
+        await asyncio.sleep(0.02)  # yield to the poll task; the deadline bounds it
+
+
 def test_long_poll_wakes_at_once_on_a_desired_change(fleet):
     sim = fleet.enrolled("cam-2")
     assert fleet.run(sim.poll(wait=0)).status == 200
 
     async def scenario() -> float:
         poll = asyncio.create_task(sim.poll(wait=60))
-        await asyncio.sleep(0.5)  # the poll is parked at the gateway
+        await _parked(fleet)  # the poll is held at the gateway
         changed = time.monotonic()
         await asyncio.to_thread(fleet.set_desired, "cam-2", 1, {"yolo": "2.0.0"})
         result = await poll
@@ -136,7 +145,7 @@ def test_suspension_ends_an_open_long_poll_within_seconds(fleet):
 
     async def scenario() -> tuple[int, str | None, float]:
         poll = asyncio.create_task(sim.poll(wait=60))
-        await asyncio.sleep(0.5)
+        await _parked(fleet)
         started = time.monotonic()
         await asyncio.to_thread(fleet.patch_spec, "cam-7", {"suspended": True})
         result = await poll
