@@ -10,7 +10,8 @@ loopback; :mod:`edgefleet.testing.nsforward` makes them appear at the same
 ``127.0.0.1`` addresses inside (and at the node address, for pods), so image
 references are identical on both sides and pods reach the API server through the
 ``kubernetes`` Service. Pods pull from the local TLS registry through containerd's
-``certs.d``; the sandbox (pause) image is built here from a tiny static C program.
+``certs.d``; the sandbox (pause) image and the host-side chores (cgroups, shims)
+are in :mod:`edgefleet.testing.nodehost`.
 
 Facts this relies on (DESIGN.md §7): on cgroup v1 kubelet needs ``failCgroupV1:
 false`` and the cgroupfs driver; without CAP_SYS_RESOURCE containerd needs
@@ -24,22 +25,19 @@ they are masked inside the mount namespace.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 
 import yaml
 
 from edgefleet.clients.registry import RegistryClient
-from edgefleet.domain import oci
+from edgefleet.testing import nodehost
 from edgefleet.testing.controlplane import ControlPlane, _kubeconfig
 from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
 from edgefleet.testing.registry import LocalRegistry
@@ -50,17 +48,7 @@ __all__ = ["NODE_IP", "POD_CIDR", "Node", "node_unavailable"]
 NODE_IP = "10.88.0.1"
 POD_CIDR = "10.244.0.0/24"
 NODE_NAME = "edgefleet-node-0"
-PAUSE_REPO, PAUSE_TAG = "edgefleet/pause", "3.10"
 _MASKED_SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
-_PAUSE_C = r"""
-#include <signal.h>
-#include <unistd.h>
-static void bye(int sig) { (void)sig; _exit(0); }
-int main(void) {
-    signal(SIGTERM, bye); signal(SIGINT, bye);
-    for (;;) pause();
-}
-"""
 
 
 def node_unavailable() -> str | None:
@@ -73,32 +61,6 @@ def node_unavailable() -> str | None:
     if not Path("/usr/lib/cni/bridge").exists():
         return "CNI plugins are not installed (Debian containernetworking-plugins)"
     return None
-
-
-def pause_binary(cache: Path | None = None) -> Path:
-    """A static ``pause``: sleeps until SIGTERM (built once with gcc, cached)."""
-    cache = cache or Path.home() / ".cache" / "edgefleet" / "node"
-    cache.mkdir(parents=True, exist_ok=True)
-    out = cache / f"pause-{hashlib.sha256(_PAUSE_C.encode()).hexdigest()[:12]}"
-    if not out.exists():
-        src = cache / "pause.c"
-        src.write_text(_PAUSE_C)
-        tmp = out.with_suffix(".tmp")
-        subprocess.run(["gcc", "-static", "-Os", "-s", "-o", str(tmp), str(src)], check=True)
-        tmp.rename(out)
-    return out
-
-
-def push_pause_image(registry: RegistryClient) -> str:
-    """Push the sandbox image; return its reference (by tag, as containerd wants)."""
-    layer = oci.build_layer([oci.FileEntry.file("pause", pause_binary().read_bytes(), 0o755)])
-    platform = oci.Platform("linux", "amd64")
-    config = oci.image_config(platform, [layer.diff_id], entrypoint=["/pause"], user="65535")
-    manifest = oci.image_manifest(config, [layer])
-    for blob in (layer.blob, config):
-        registry.push_blob(PAUSE_REPO, blob)
-    registry.put_manifest(PAUSE_REPO, PAUSE_TAG, manifest)
-    return f"{registry.host}/{PAUSE_REPO}:{PAUSE_TAG}"
 
 
 class Node:
@@ -167,7 +129,7 @@ class Node:
 
     def _start(self) -> None:
         with RegistryClient(self.registry.url, ca_bundle=self.registry.ca_path) as client:
-            pause = push_pause_image(client)
+            pause = nodehost.push_pause_image(client)
         # The namespaces: a holder process that unshared them and sleeps.
         self._holder = Service(
             "namespaces",
@@ -209,8 +171,8 @@ class Node:
         if self._holder is not None:
             self._holder.stop()
             self._holder = None
-        self._kill_shims()
-        self._remove_cgroups()
+        nodehost.kill_shims(str(self.dir))
+        nodehost.remove_cgroups(self.cgroup_root)
         with contextlib.suppress(OSError):
             subprocess.run(["umount", "-R", str(self.dir)], capture_output=True, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -307,52 +269,9 @@ state = "{d / "containerd-state"}"
         wait_until(self.containerd_sock.exists, timeout=self._timeout, what="containerd socket",
                    alive=containerd.check_alive)  # fmt: skip
 
-    def _kill_shims(self) -> None:
-        """containerd's shims outlive containerd on purpose (they re-parent away from
-        it): kill the ones that serve this node's socket."""
-        marker = str(self.dir).encode()
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            with contextlib.suppress(OSError, ValueError):
-                argv = cmdline.read_bytes()
-                if b"containerd-shim" in argv and marker in argv:
-                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
-
-    def _remove_cgroups(self, timeout: float = 15.0) -> None:
-        """Kill what is left in the pods' cgroups (container processes outlive their
-        shims for a moment) and remove every cgroup the node made, deepest first."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = False
-            for controller in Path("/sys/fs/cgroup").iterdir():
-                root = controller / self.cgroup_root.lstrip("/")
-                if not root.is_dir():
-                    continue
-                subs = sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True)
-                for sub in [*(p for p in subs if p.is_dir()), root]:
-                    with contextlib.suppress(OSError, ValueError):
-                        for pid in (sub / "cgroup.procs").read_text().split():
-                            os.kill(int(pid), signal.SIGKILL)
-                    with contextlib.suppress(OSError):
-                        sub.rmdir()
-                left = left or root.exists()
-            if not left or time.monotonic() > deadline:
-                return
-            time.sleep(0.2)  # processes just killed are still being reaped
-
-    def _make_cgroup_root(self) -> None:
-        """kubelet's cgroupRoot must exist in every v1 hierarchy (cpuset initialised)."""
-        for controller in Path("/sys/fs/cgroup").iterdir():
-            if controller.name == "unified" or not (controller / "cgroup.procs").exists():
-                continue
-            root = controller / self.cgroup_root.lstrip("/")
-            root.mkdir(exist_ok=True)
-            for knob in ("cpuset.cpus", "cpuset.mems"):
-                if (root / knob).exists() and not (root / knob).read_text().strip():
-                    (root / knob).write_text((controller / knob).read_text())
-
     def _start_kubelet(self) -> None:
         d, cp = self.dir, self.cp
-        self._make_cgroup_root()
+        nodehost.make_cgroup_root(self.cgroup_root)
         cp.ca.issue(f"system:node:{NODE_NAME}", organizations=("system:nodes",), client=True).write(
             d, "kubelet"
         )
