@@ -308,7 +308,7 @@ class ControlPlane:
             ],
         )
         wait_until(
-            lambda: "Starting" in scheduler.log_tail(400) or "scheduler" in scheduler.log_tail(40),
+            lambda: "Starting Kubernetes Scheduler" in scheduler.log_tail(400),
             timeout=self._timeout,
             what="kube-scheduler to start",
             alive=scheduler.check_alive,
