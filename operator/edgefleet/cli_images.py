@@ -4,7 +4,9 @@
 (:func:`edgefleet.clients.appbuilder.build_node_image`) on the base index in the
 registry, signs it with a cosign-format key and prints the result as JSON;
 ``edgefleet image build-control-plane`` does the same for the operator's and gateway's
-image (``edgefleet/control-plane``, run as ``edgefleet operator`` / ``edgefleet gateway``)::
+image (``edgefleet/control-plane``, run as ``edgefleet operator`` / ``edgefleet gateway``)
+and ``edgefleet image build-registry`` for the chart's bundled registry
+(``edgefleet/registry``: Debian's ``docker-registry`` package on the same base)::
 
     edgefleet image build-node --registry https://127.0.0.1:5000 --registry-ca ca.crt \\
         --signing-key cosign.key [--repository edgefleet/node] [--tag 0.1.0] \\
@@ -37,6 +39,10 @@ def _build_control_plane(args: argparse.Namespace) -> int:
     return _build(args, "control-plane")
 
 
+def _build_registry(args: argparse.Namespace) -> int:
+    return _build(args, "registry")
+
+
 def _build(args: argparse.Namespace, which: str) -> int:
     from edgefleet.clients import appbuilder
     from edgefleet.clients.registry import RegistryClient
@@ -63,11 +69,18 @@ def _build(args: argparse.Namespace, which: str) -> int:
             appbuilder.build_node_image if which == "node" else appbuilder.build_control_plane_image
         )
         repository = args.repository or f"edgefleet/{which}"
+        platforms = args.platform or ("linux/amd64", "linux/arm64")
         try:
-            result = build(
-                builder, repository, args.platform or ("linux/amd64", "linux/arm64"),
-                tags=args.tag,
-            )  # fmt: skip
+            if which == "registry":
+                from edgefleet.clients import registryimage
+
+                result = registryimage.build_registry_image(
+                    registry, key, Path(args.cache_dir) / "debs", repo=repository,
+                    platforms=platforms, tags=args.tag, base_repository=args.base_repository,
+                    base_reference=args.base_reference,
+                )  # fmt: skip
+            else:
+                result = build(builder, repository, platforms, tags=args.tag)
         except (appbuilder.AppBuildError, RegistryError, KeyError, ValueError) as exc:
             log.error("image build failed", image=which, error=str(exc))
             return 1
@@ -85,8 +98,13 @@ def register(sub: Any) -> None:
         "build-control-plane",
         help="build, push and sign the operator and gateway image (edgefleet/control-plane)",
     )
+    bundled = commands.add_parser(
+        "build-registry",
+        help="build, push and sign the chart's bundled registry image (edgefleet/registry)",
+    )
     _add_build_arguments(node, _build_node)
     _add_build_arguments(control, _build_control_plane)
+    _add_build_arguments(bundled, _build_registry)
 
 
 def _add_build_arguments(node: Any, func: Any) -> None:
@@ -95,7 +113,7 @@ def _add_build_arguments(node: Any, func: Any) -> None:
     node.add_argument("--username", help="registry user name")
     node.add_argument("--password-file", help="file holding the registry password")
     node.add_argument("--signing-key", required=True, help="PKCS#8 PEM P-256 key (cosign.key)")
-    node.add_argument("--repository", help="default: edgefleet/node or edgefleet/control-plane")
+    node.add_argument("--repository", help="default: edgefleet/<node|control-plane|registry>")
     node.add_argument("--tag", action="append", help="tag (repeatable; default: the version)")
     node.add_argument("--platform", action="append", help="os/arch (repeatable)")
     node.add_argument("--base-repository", default="edgefleet/base")
@@ -103,6 +121,6 @@ def _add_build_arguments(node: Any, func: Any) -> None:
     node.add_argument(
         "--cache-dir",
         default=os.path.expanduser("~/.cache/edgefleet/images"),
-        help="wheel cache",
+        help="wheel (and .deb) cache",
     )
     node.set_defaults(func=func)
