@@ -47,7 +47,8 @@ FILES = {registryimage.BINARY: b"\x7fELF...", registryimage.COPYRIGHT: b"Apache-
 def test_lock_pins_both_architectures():
     lock = load_lock()
     assert set(lock.debs) == {"linux/amd64", "linux/arm64"}
-    assert lock.package == "docker-registry" and lock.suite == "bookworm"
+    assert lock.package == "docker-registry"
+    assert lock.suite == "bookworm"
     with pytest.raises(registryimage.DebError, match="no linux/riscv64"):
         lock.deb("linux/riscv64")
 
