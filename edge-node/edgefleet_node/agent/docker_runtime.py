@@ -9,7 +9,8 @@ standard-library client :mod:`~edgefleet_node.agent.docker_api`, found by
   the engine's image ID is the config digest the signed manifest names. The image is
   tagged ``edgefleet/workload:sha256-<manifest hex>`` so :meth:`collect` knows which
   manifest it belongs to (the tag is never pulled; containers run by image ID).
-- :meth:`DockerRuntime.start` runs a container beside the old one: host network, a
+- :meth:`DockerRuntime.start` runs a container beside the old one (its create body is
+  :func:`~edgefleet_node.agent.docker_spec.container_spec`): host network, a
   free port as ``EDGEFLEET_PORT``, the merged config as environment, read-only root
   filesystem with a ``/tmp`` tmpfs, the image's non-root user (65534 when the image
   says root), all capabilities dropped, ``no-new-privileges``, bounded json-file logs,
@@ -39,6 +40,16 @@ from typing import Any
 from edgefleet_node.agent import docker_archive, promtext, workload_http
 from edgefleet_node.agent import log as agent_log
 from edgefleet_node.agent.docker_api import DockerAPI, DockerAPIError, NotFoundError
+from edgefleet_node.agent.docker_spec import (
+    TAG_REPOSITORY,
+    container_spec,
+    image_tag,
+    is_podman,
+    our_manifest,
+    repository,
+    start_failure,
+    tags,
+)
 from edgefleet_node.agent.runtime import (
     LABELS,
     Instance,
@@ -51,62 +62,12 @@ from edgefleet_node.protocol.report import WorkloadMetrics
 
 __all__ = ["MANAGED_LABEL", "TAG_REPOSITORY", "DockerRuntime", "image_tag"]
 
-TAG_REPOSITORY = "edgefleet/workload"
 MANAGED_LABEL = "io.edgefleet.managed-by"
 _MANAGER = "edgefleet-node"
-_NOBODY = "65534:65534"
 _POLL = 0.2
 _ACTIVE = frozenset({"running", "restarting"})
 _GONE = frozenset({"exited", "dead"})
 _RESERVED_ENV = frozenset({"EDGEFLEET_PORT"})
-_NOFILE = 4096
-_NPROC = 4096  # processes and threads of the container's uid (onnxruntime threads count)
-
-
-def _repository(scope: str) -> str:
-    return f"{TAG_REPOSITORY}-{scope}" if scope else TAG_REPOSITORY
-
-
-def image_tag(manifest_digest: str, scope: str = "") -> str:
-    """The local tag that names the manifest an image was loaded from (``scope``: the
-    agent's runtime scope, for several agents sharing one engine)."""
-    return f"{_repository(scope)}:{manifest_digest.replace(':', '-')}"
-
-
-def _our_manifest(tag: str, scope: str = "") -> str | None:
-    """The manifest digest a local tag of ours names, or None for anyone else's tag.
-
-    Podman qualifies short names (``localhost/edgefleet/workload:…``); Docker does not.
-    """
-    repository, _, suffix = tag.rpartition(":")
-    if repository.removeprefix("localhost/") != _repository(scope):
-        return None
-    algorithm, _, hex_digest = suffix.partition("-")
-    return f"{algorithm}:{hex_digest}" if algorithm and hex_digest else None
-
-
-def _is_podman(version: Mapping[str, Any]) -> bool:
-    """Whether the engine behind the socket is Podman (its compat API lacks
-    ``/containers/{id}/update``, so restart policies are set at create)."""
-    components = version.get("Components") or []
-    return any("podman" in str(c.get("Name", "")).lower() for c in components)
-
-
-def _tags(image: Mapping[str, Any]) -> list[str]:
-    """An image's tags (inspect and list both say ``RepoTags``; null when untagged)."""
-    return [str(t) for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
-
-
-def _start_failure(workload: Workload, step: str, exc: Exception) -> RuntimeFailure:
-    """``DeviceMissing`` when the engine could not find a declared host device."""
-    text = str(getattr(exc, "explanation", None) or exc)
-    missing = [d for d in workload.host_devices if d in text]
-    if missing and ("no such file" in text or "not a device" in text):
-        return RuntimeFailure(
-            "DeviceMissing",
-            f"{workload.name} needs host device {', '.join(missing)}, which this device lacks",
-        )
-    return RuntimeFailure("StartFailed", f"{workload.name}: cannot {step}: {text}")
 
 
 def _free_port(host: str) -> int:
@@ -147,7 +108,7 @@ class DockerRuntime:
         self._scope = scope
         self._manager = f"{_MANAGER}.{scope}" if scope else _MANAGER
         self._ports_lock = threading.Lock()
-        self._podman = _is_podman(client.version_info)
+        self._podman = is_podman(client.version_info)
 
     # -- images ------------------------------------------------------------------------
     def _image(self, reference: str) -> dict[str, Any] | None:
@@ -160,10 +121,10 @@ class DockerRuntime:
         tag = image_tag(image.manifest_digest, self._scope)
         present = self._image(image.config_digest)
         if present is not None:
-            ours = {_our_manifest(t, self._scope) for t in _tags(present)}
+            ours = {our_manifest(t, self._scope) for t in tags(present)}
             if image.manifest_digest not in ours:
                 self._docker.tag(
-                    image.config_digest, _repository(self._scope), tag.partition(":")[2]
+                    image.config_digest, repository(self._scope), tag.partition(":")[2]
                 )
             self._check_platform(present, image)
             return
@@ -210,11 +171,6 @@ class DockerRuntime:
             )
 
     # -- containers --------------------------------------------------------------------
-    def _user(self, image: Mapping[str, Any]) -> str:
-        user = str((image.get("Config") or {}).get("User") or "")
-        name = user.partition(":")[0]
-        return _NOBODY if name in ("", "0", "root") else user
-
     def _device_groups(self, devices: tuple[str, ...]) -> list[str]:
         groups = []
         for path in devices:
@@ -246,41 +202,24 @@ class DockerRuntime:
             MANAGED_LABEL: self._manager,
         }
         name = f"edgefleet-{workload.name}-{secrets.token_hex(4)}"
-        spec = {
-            "Image": image["Id"],
-            "Env": [f"{k}={v}" for k, v in env.items()],
-            "Labels": labels,
-            "User": self._user(image),
-            "HostConfig": {
-                "NetworkMode": "host",
-                "ReadonlyRootfs": True,
-                "Tmpfs": {"/tmp": f"rw,noexec,nosuid,size={self._tmpfs_size}"},  # noqa: S108
-                "GroupAdd": self._device_groups(workload.host_devices),
-                "Devices": [
-                    {"PathOnHost": d, "PathInContainer": d, "CgroupPermissions": "rwm"}
-                    for d in workload.host_devices
-                ],
-                "CapDrop": ["ALL"],
-                "SecurityOpt": ["no-new-privileges"],
-                "RestartPolicy": {"Name": "unless-stopped" if self._podman else "no"},
-                "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
-                # explicit and bounded: an engine default above the host's hard limit
-                # fails to start (Podman 4.3 on a host without CAP_SYS_RESOURCE)
-                "Ulimits": [
-                    {"Name": "nofile", "Soft": _NOFILE, "Hard": _NOFILE},
-                    {"Name": "nproc", "Soft": _NPROC, "Hard": _NPROC},
-                ],
-            },
-        }
+        spec = container_spec(
+            image,
+            env,
+            labels,
+            workload.host_devices,
+            device_groups=self._device_groups(workload.host_devices),
+            tmpfs_size=self._tmpfs_size,
+            podman=self._podman,
+        )
         try:
             container = self._docker.create(name, spec)
         except DockerAPIError as exc:  # Podman checks devices here, Docker at start
-            raise _start_failure(workload, "create", exc) from exc
+            raise start_failure(workload, "create", exc) from exc
         try:
             self._docker.start(container)
         except DockerAPIError as exc:
             self._remove(container)
-            raise _start_failure(workload, "start", exc) from exc
+            raise start_failure(workload, "start", exc) from exc
         agent_log.get().info(
             "container started",
             workload=workload.name,
@@ -436,9 +375,9 @@ class DockerRuntime:
                 self._remove(str(container["Id"]))
             else:
                 in_use.add(str(container.get("ImageID", "")))
-        for image in self._docker.images(_repository(self._scope)):
-            for tag in _tags(image):
-                manifest = _our_manifest(tag, self._scope)
+        for image in self._docker.images(repository(self._scope)):
+            for tag in tags(image):
+                manifest = our_manifest(tag, self._scope)
                 if manifest is None or manifest in keep or image.get("Id") in in_use:
                     continue
                 try:
