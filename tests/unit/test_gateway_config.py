@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 
+from edgefleet.gateway.accept import connection_cap
 from edgefleet.gateway.config import ConfigError, GatewayConfig
 
 BASE = {"EDGEFLEET_NAMESPACE": "edgefleet-system", "EDGEFLEET_GATEWAY_REPLICA": "gw-0"}
@@ -53,3 +54,28 @@ def test_settings_are_read():
 def test_bad_values_name_the_variable(env, names):
     with pytest.raises(ConfigError, match=names):
         GatewayConfig.from_env({**BASE, **env})
+
+
+def test_admission_before_the_handshake_settings():
+    cfg = GatewayConfig.from_env(BASE)
+    assert (cfg.limits.max_connections, cfg.limits.max_handshakes) == (0, 64)  # 0: automatic
+    cfg = GatewayConfig.from_env(
+        {
+            **BASE,
+            "EDGEFLEET_GATEWAY_MAX_CONNECTIONS": "500",
+            "EDGEFLEET_GATEWAY_MAX_HANDSHAKES": "8",
+        }
+    )
+    assert (cfg.limits.max_connections, cfg.limits.max_handshakes) == (500, 8)
+    with pytest.raises(ConfigError, match="EDGEFLEET_GATEWAY_MAX_CONNECTIONS"):
+        GatewayConfig.from_env({**BASE, "EDGEFLEET_GATEWAY_MAX_CONNECTIONS": "5"})
+    with pytest.raises(ConfigError, match="EDGEFLEET_GATEWAY_MAX_HANDSHAKES"):
+        GatewayConfig.from_env({**BASE, "EDGEFLEET_GATEWAY_MAX_HANDSHAKES": "0"})
+
+
+def test_the_connection_cap_follows_the_open_file_limit():
+    # A tenth of the limit (at least 256 descriptors) is kept for everything else.
+    assert connection_cap(0, nofile=20000) == 18000
+    assert connection_cap(0, nofile=1024) == 768
+    assert connection_cap(500, nofile=20000) == 500
+    assert connection_cap(50000, nofile=20000) == 18000  # lowered, with a warning

@@ -28,7 +28,8 @@ class ConfigError(ValueError):
 class Limits:
     """Admission control: what one replica accepts at once, and how long it waits."""
 
-    max_connections: int = 18000  # the sandbox caps open files at 20,000
+    max_connections: int = 0  # 0: what the open-file limit allows (accept.connection_cap)
+    max_handshakes: int = 64  # TLS handshakes in flight; beyond, the kernel queues
     max_inflight: int = 256  # requests being worked on (long-polls not counted)
     max_longpolls: int = 16000
     max_poll_wait: float = 120.0
@@ -104,13 +105,16 @@ class GatewayConfig:
                 raise ConfigError(f"EDGEFLEET_REGISTRY_PASSWORD_FILE: {exc}") from exc
         grace = duration("EDGEFLEET_GATEWAY_ONLINE_GRACE", "150s")
         limits = Limits(
-            max_connections=int(number("EDGEFLEET_GATEWAY_MAX_CONNECTIONS", 18000, 16, 1e6)),
+            max_connections=int(number("EDGEFLEET_GATEWAY_MAX_CONNECTIONS", 0, 0, 1e6)),
+            max_handshakes=int(number("EDGEFLEET_GATEWAY_MAX_HANDSHAKES", 64, 1, 1e5)),
             max_inflight=int(number("EDGEFLEET_GATEWAY_MAX_INFLIGHT", 256, 1, 1e5)),
             max_longpolls=int(number("EDGEFLEET_GATEWAY_MAX_LONGPOLLS", 16000, 1, 1e6)),
             handshake_timeout=number("EDGEFLEET_GATEWAY_HANDSHAKE_TIMEOUT", 10, 1, 300),
             body_timeout=number("EDGEFLEET_GATEWAY_BODY_TIMEOUT", 10, 1, 300),
             idle_timeout=number("EDGEFLEET_GATEWAY_IDLE_TIMEOUT", 75, 1, 3600),
         )
+        if 0 < limits.max_connections < 16:
+            raise ConfigError("EDGEFLEET_GATEWAY_MAX_CONNECTIONS must be 0 (automatic) or >= 16")
         if grace.total_seconds() <= limits.max_poll_wait:
             raise ConfigError(
                 "EDGEFLEET_GATEWAY_ONLINE_GRACE must exceed the longest long-poll (120s)"

@@ -47,6 +47,23 @@ class GatewayMetrics:
         )
         self.longpolls_open = Gauge(p + "longpolls_open", "Long-polls held open", registry=r)
         self.connections_open = Gauge(p + "connections_open", "TLS connections open", registry=r)
+        self.handshakes_in_flight = Gauge(
+            p + "handshakes_in_flight", "TLS handshakes under way", registry=r
+        )
+        self.handshake_failures = Counter(
+            p + "handshake_failures", "TLS handshakes that failed, by kind", ["kind"], registry=r
+        )
+        self.connections_refused = Counter(
+            p + "connections_refused",
+            "Connections closed before the TLS handshake, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.oci_stalls = Counter(
+            p + "oci_stalls",
+            "Blob downloads dropped because the device stopped reading",
+            registry=r,
+        )
         self.bytes_proxied = Counter(
             p + "proxied_bytes", "Bytes streamed from the registry to devices", registry=r
         )

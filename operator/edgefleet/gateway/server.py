@@ -30,6 +30,7 @@ from edgefleet.clients.kube import KubeClient
 from edgefleet.clients.pki_store import PkiNotReadyError
 from edgefleet.clients.registry_stream import RegistryReader
 from edgefleet.clients.replicas import ReplicaLeases
+from edgefleet.gateway.accept import Acceptor, connection_cap, listen
 from edgefleet.gateway.admission import ConnectionGate
 from edgefleet.gateway.app import build_app
 from edgefleet.gateway.config import GatewayConfig
@@ -126,7 +127,7 @@ async def serve(
     cache.add_listener(sessions.on_change)
     identifier = Identifier(pki, cache)
     routes = DeviceRoutes(cfg, cache, identifier, sessions, writer, metrics, pki, redeem)
-    gate = ConnectionGate(cfg.limits.max_connections, metrics)
+    gate = ConnectionGate(connection_cap(cfg.limits.max_connections), metrics)
     gw = Gateway(cfg, kube, cache, writer, sessions, routes, metrics, gate, leases)
 
     async def reload_pki() -> None:
@@ -158,7 +159,9 @@ async def serve(
             _ident, device = identifier.device(request)
             return assignments(device)
 
-        proxy = OciProxy(reader, authorise, on_bytes=metrics.bytes_proxied.inc)
+        proxy = OciProxy(
+            reader, authorise, on_bytes=metrics.bytes_proxied.inc, on_stall=metrics.oci_stalls.inc
+        )
         oci_routes = list(proxy.routes())
 
     def ready() -> str | None:
@@ -194,22 +197,23 @@ async def serve(
             background.append(group.create_task(reload_pki()))
         started_at = time.monotonic()
         await cache.ready.wait()
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
+        acceptor = Acceptor(
+            listen(cfg.host, cfg.port, backlog=4096),
             gate.factory(runner.server),  # type: ignore[arg-type]
-            cfg.host,
-            cfg.port,
-            ssl=tls.context,
-            ssl_handshake_timeout=cfg.limits.handshake_timeout,
-            backlog=4096,
-            reuse_address=True,
+            tls.context,
+            cfg.limits,
+            gate,
+            metrics,
         )
-        gw.port = server.sockets[0].getsockname()[1]
+        acceptor.start()
+        gw.port = acceptor.port
         log.info(
             "gateway serving",
             port=gw.port,
             replica=cfg.replica,
             devices=len(cache),
+            max_connections=gate.limit,
+            max_handshakes=cfg.limits.max_handshakes,
             sync_seconds=round(time.monotonic() - started_at, 3),
         )
         if started is not None:
@@ -220,7 +224,7 @@ async def serve(
         await stop.wait()
         log.info("gateway stopping", replica=cfg.replica)
         gw.stopping.set()
-        server.close()
+        await acceptor.close()  # stop accepting; handshakes under way are dropped
         routes.stop()  # open long-polls answer 304 now; devices reconnect elsewhere
         await runner.shutdown()  # answers open long-polls and closes connections
         await runner.cleanup()
