@@ -233,7 +233,8 @@ def test_a_device_that_stops_reading_is_cut_off_and_can_resume(big, registry):
             head = conn.recv(65536)
             assert head.startswith(b"HTTP/1.1 200")
             # Stop reading: the socket buffers fill, the gateway's write cannot drain.
-            wait_until(lambda: app.stalls.total == 1, timeout=30, what="the stall noticed")
+            # The stall is counted on the Prometheus counter the gateway serves at /metrics.
+            wait_until(lambda: app.stalls.total == 1, timeout=30, what="the stall counted")
             received = len(head)
             with contextlib.suppress(OSError):  # EOF or a reset: either way, cut off
                 while chunk := conn.recv(1 << 20):

@@ -25,9 +25,10 @@ from aiohttp import web
 
 from edgefleet.clients.registry_errors import RegistryError
 from edgefleet.clients.registry_stream import Manifest, RegistryReader
+from edgefleet.gateway.metrics import GatewayMetrics
 from edgefleet.gateway.oci_reach import Assignment, Reachability
 
-__all__ = ["API_VERSION_HEADER", "Authorise", "ByteCounter", "OciProxy"]
+__all__ = ["API_VERSION_HEADER", "Authorise", "ByteCounter", "OciProxy", "metered"]
 
 log = structlog.get_logger("edgefleet.gateway.oci")
 
@@ -49,6 +50,24 @@ class ByteCounter:
 
     def __call__(self, amount: float) -> None:
         self.total += int(amount)
+
+
+def metered(
+    reader: RegistryReader,
+    authorise: Authorise,
+    metrics: GatewayMetrics,
+    *,
+    stall_timeout: float = 60.0,
+) -> OciProxy:
+    """The proxy as the gateway serves it: bytes and stalls counted on its Prometheus
+    metrics (``edgefleet_gateway_proxied_bytes_total``, ``…_oci_stalls_total``)."""
+    return OciProxy(
+        reader,
+        authorise,
+        on_bytes=metrics.bytes_proxied.inc,
+        stall_timeout=stall_timeout,
+        on_stall=metrics.oci_stalls.inc,
+    )
 
 
 def _error(request: web.Request, status: int, code: str, message: str) -> web.Response:

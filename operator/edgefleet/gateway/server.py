@@ -30,6 +30,7 @@ from edgefleet.clients.kube import KubeClient
 from edgefleet.clients.pki_store import PkiNotReadyError
 from edgefleet.clients.registry_stream import RegistryReader
 from edgefleet.clients.replicas import ReplicaLeases
+from edgefleet.gateway import oci
 from edgefleet.gateway.accept import Acceptor, connection_cap, listen
 from edgefleet.gateway.admission import ConnectionGate
 from edgefleet.gateway.app import build_app
@@ -37,7 +38,6 @@ from edgefleet.gateway.config import GatewayConfig
 from edgefleet.gateway.device_routes import DeviceRoutes, TokenRedeemer
 from edgefleet.gateway.identity import Identifier
 from edgefleet.gateway.metrics import GatewayMetrics
-from edgefleet.gateway.oci import OciProxy
 from edgefleet.gateway.oci_reach import Assignment, assignments
 from edgefleet.gateway.sessions import Sessions
 from edgefleet.gateway.status import StatusWriter
@@ -159,9 +159,7 @@ async def serve(
             _ident, device = identifier.device(request)
             return assignments(device)
 
-        proxy = OciProxy(
-            reader, authorise, on_bytes=metrics.bytes_proxied.inc, on_stall=metrics.oci_stalls.inc
-        )
+        proxy = oci.metered(reader, authorise, metrics)
         oci_routes = list(proxy.routes())
 
     def ready() -> str | None:

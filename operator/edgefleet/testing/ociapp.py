@@ -14,26 +14,48 @@ import asyncio
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from edgefleet.clients.pki import GatewayPki, ServerTls
 from edgefleet.clients.registry_stream import RegistryReader
-from edgefleet.gateway.oci import ByteCounter, OciProxy
+from edgefleet.gateway import oci
+from edgefleet.gateway.metrics import GatewayMetrics
 from edgefleet.gateway.oci_reach import Assignment
 
-__all__ = ["OciApp", "serve_oci"]
+__all__ = ["MetricTotal", "OciApp", "serve_oci"]
+
+
+@dataclass(frozen=True)
+class MetricTotal:
+    """A counter's value read from the app's Prometheus registry."""
+
+    metrics: GatewayMetrics
+    name: str
+
+    @property
+    def total(self) -> int:
+        return int(self.metrics.registry.get_sample_value(self.name) or 0)
 
 
 @dataclass
 class OciApp:
     port: int
-    counter: ByteCounter
+    metrics: GatewayMetrics
     tls: ServerTls
     address: str = "127.0.0.1"
-    stalls: ByteCounter = field(default_factory=ByteCounter)
+
+    @property
+    def counter(self) -> MetricTotal:
+        """Bytes streamed (``edgefleet_gateway_proxied_bytes_total``)."""
+        return MetricTotal(self.metrics, "edgefleet_gateway_proxied_bytes_total")
+
+    @property
+    def stalls(self) -> MetricTotal:
+        """Downloads cut off for a stalled device (``edgefleet_gateway_oci_stalls_total``)."""
+        return MetricTotal(self.metrics, "edgefleet_gateway_oci_stalls_total")
 
     @property
     def host(self) -> str:
@@ -66,7 +88,7 @@ def serve_oci(
     non-loopback address — traffic still never leaves the machine); ``use_uvloop`` runs
     it on uvloop, as the gateway does."""
     tls = ServerTls(pki)
-    counter, stalls = ByteCounter(), ByteCounter()
+    metrics = GatewayMetrics()
     loop: asyncio.AbstractEventLoop
     if use_uvloop:
         import uvloop
@@ -89,9 +111,7 @@ def serve_oci(
 
     async def start() -> None:
         reader = RegistryReader(registry_url, ca_bundle=registry_ca)
-        proxy = OciProxy(
-            reader, authorise, on_bytes=counter, stall_timeout=stall_timeout, on_stall=stalls
-        )
+        proxy = oci.metered(reader, authorise, metrics, stall_timeout=stall_timeout)
         app = web.Application()
         app.add_routes(proxy.routes())
         runner = web.AppRunner(app, access_log=None)
@@ -119,7 +139,7 @@ def serve_oci(
         thread.join(10)
         raise RuntimeError(f"the OCI app did not start: {state.get('error')!r}")
     try:
-        yield OciApp(int(str(state["port"])), counter, tls, address, stalls)
+        yield OciApp(int(str(state["port"])), metrics, tls, address)
     finally:
 
         async def stop() -> None:
