@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import datetime
+import threading
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -55,6 +57,12 @@ class _Api:
         self.events.append(event.reason)
 
 
+def _pass(controller: RolloutController) -> None:
+    """One pass, then wait for its device writes (they overlap the next pass)."""
+    controller.run_pass()
+    controller.drain(timeout=5)
+
+
 def _conds(api: _Api) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in api.rollouts["r"]["status"]["conditions"]}
 
@@ -81,16 +89,19 @@ def test_an_unexpected_exception_mid_pass_leaves_a_truthful_status(error: Except
     api = _Api()
     controller = _controller(api)
     _add_device(api, controller, "d0")
-    controller.run_pass()
+    _pass(controller)
     assert api.devices["d0"]["status"]["desired"][0]["version"] == "2.0.0"
     before = _conds(api)
     assert before["Reconciling"]["status"] == "True"
     assert before["Reconciling"]["reason"] != "InternalError"
 
-    # A late joiner's write fails with something nobody expected.
+    # A late joiner's write fails with something nobody expected: the write runs after
+    # its pass, so the rollout's next pass fails with it.
     _add_device(api, controller, "d1")
     api.broken = error
-    controller.run_pass()
+    _pass(controller)
+    assert controller.in_flight() == 0
+    _pass(controller)
     conds = _conds(api)
     assert conds["Reconciling"]["status"] == "True"
     assert conds["Reconciling"]["reason"] == "InternalError"
@@ -102,11 +113,11 @@ def test_an_unexpected_exception_mid_pass_leaves_a_truthful_status(error: Except
 
     # Backoff: the next passes leave the rollout alone until it is due ...
     api.broken = None
-    controller.run_pass()
+    _pass(controller)
     assert not (api.devices["d1"].get("status") or {}).get("desired")
     # ... and when it is due, the pass succeeds and the failure is gone from status.
     controller.backoff.clear()
-    controller.run_pass()
+    _pass(controller)
     assert api.devices["d1"]["status"]["desired"][0]["version"] == "2.0.0"
     assert _conds(api)["Reconciling"]["reason"] != "InternalError"
     assert api.devices["d0"]["status"]["desiredRevision"] == 1  # never written twice
@@ -123,7 +134,7 @@ def test_a_failing_planner_still_writes_status_on_the_first_pass(
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setattr("edgefleet.handlers.rollout.decide", broken)
-    controller.run_pass()
+    _pass(controller)
     status = api.rollouts["r"]["status"]
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["Reconciling"]["reason"] == "InternalError"
@@ -148,14 +159,14 @@ def test_a_permanent_failure_waits_for_a_change_then_recovers(
         raise FailureError("InvalidSpec", "spec.model: refused", permanent=True)
 
     monkeypatch.setattr(handler, "decide", refuses)
-    controller.run_pass()
+    _pass(controller)
     conds = _conds(api)
     assert conds["Stalled"]["status"] == "True"
     assert conds["Stalled"]["reason"] == "InvalidSpec"
     assert api.rollouts["r"]["status"]["observedGeneration"] == 1
 
     monkeypatch.setattr(handler, "decide", real)
-    controller.run_pass()  # same generation and annotations: not retried
+    _pass(controller)  # same generation and annotations: not retried
     assert not (api.devices["d0"].get("status") or {}).get("desired")
 
     # `kubectl edgefleet rollout retry` is an annotation: the next pass runs.
@@ -165,5 +176,39 @@ def test_a_permanent_failure_waits_for_a_change_then_recovers(
     ro["metadata"]["resourceVersion"] = str(api.rv)
     api.rollouts["r"] = ro
     controller.observe("rollouts", "MODIFIED", ro)
-    controller.run_pass()
+    _pass(controller)
     assert api.devices["d0"]["status"]["desired"][0]["version"] == "2.0.0"
+
+
+class _SlowApi(_Api):
+    """Device writes wait until the test lets them through (a busy API server)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.applied: Counter[str] = Counter()
+
+    def apply_device(self, write: DeviceWrite) -> dict[str, Any]:
+        assert self.gate.wait(timeout=5)
+        self.applied[write.name] += 1
+        return super().apply_device(write)
+
+
+def test_writes_overlap_the_next_pass_and_none_is_written_twice() -> None:
+    api = _SlowApi()
+    controller = _controller(api)
+    for i in range(6):
+        _add_device(api, controller, f"d{i}")
+    try:
+        controller.run_pass()
+        assert controller.in_flight() == 6  # the pass ended; its writes wait on the server
+        controller.run_pass()  # the next pass decides meanwhile: nothing new to write
+        counts = api.rollouts["r"]["status"]["counts"]
+        assert counts["updated"] == 6
+        assert controller.in_flight() == 6
+    finally:
+        api.gate.set()
+    controller.drain(timeout=5)
+    _pass(controller)
+    assert api.applied == {f"d{i}": 1 for i in range(6)}
+    assert {d["status"]["desiredRevision"] for d in api.devices.values()} == {1}

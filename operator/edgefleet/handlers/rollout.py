@@ -16,9 +16,20 @@ retries: a failed Rollout waits out the same backoff (10 s, 20 s … 5 min) befo
 next pass, a permanently failed one waits for a new generation or a changed
 annotation (``kubectl edgefleet rollout retry``). A pass is ``decide`` on
 a snapshot of the cache, then the device writes (server-side apply, field manager
-``edgefleet-rollouts``), then the status, then the Events. The cache takes every
-write's answer at once, and never an older resourceVersion than it holds, so no device
-is written twice; after a restart the list at start-up restores the same view.
+``edgefleet-rollouts``), then the status, then the Events.
+
+Writes are pipelined: a pass hands its device writes to a pool of :data:`WRITERS`
+and ends without waiting for them, so the next pass decides while the API server
+answers. A device stays *in flight* from the moment its write is queued until its
+answer is in the cache (the cache takes every write's answer at once, and never an
+older resourceVersion than it holds); ``decide`` counts in-flight devices as assigned
+and never writes them again, so no device is written twice. At most
+:data:`IN_FLIGHT` writes are queued at once; an aborted rollout's queued assignments
+are cancelled. A write that fails with an API error is decided again by a later pass;
+any other exception fails that rollout's next pass (typed, with backoff). Each
+rollout keeps a :class:`~edgefleet.domain.rollout.views.Memo`, so a pass re-assesses
+only the devices whose resourceVersion changed. After a restart the list at start-up
+restores the same view.
 """
 
 from __future__ import annotations
@@ -30,9 +41,10 @@ import functools
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +57,11 @@ from edgefleet.api.rollout import Rollout, RolloutStatus
 from edgefleet.clients.rolloutapi import RolloutApi
 from edgefleet.domain.failures import Failure
 from edgefleet.domain.rollout import DeviceWrite, Event, World, decide, report
+from edgefleet.domain.rollout.views import Memo
 from edgefleet.handlers.reconcile import EventSink, ObjectRef, Pass
 from edgefleet.handlers.rolloutcache import KINDS, FleetCache, Key
 
-__all__ = ["WRITERS", "Backoff", "FleetCache", "RolloutController", "register"]
+__all__ = ["IN_FLIGHT", "WRITERS", "Backoff", "FleetCache", "RolloutController", "register"]
 
 log = structlog.get_logger("edgefleet.rollouts")
 
@@ -59,6 +72,20 @@ TICK = 1.0
 #: (profiled: the writers wait on responses), so many small writes go out at once; far
 #: below the API server's default --max-mutating-requests-inflight (200).
 WRITERS = 32
+#: Device writes queued at once (over all rollouts): the next pass overlaps these.
+IN_FLIGHT = 1000
+#: The least time between two passes, so a stream of watch events and write answers
+#: makes a few passes (and Rollout status writes) a second, not one per event.
+GAP = 0.1
+
+
+@dataclass(frozen=True)
+class _Flight:
+    """A queued or running device write: whose it is, and its future."""
+
+    rollout: Key
+    kind: str
+    future: Future[bool]
 
 
 RolloutPass = Pass[RolloutStatus]
@@ -89,8 +116,13 @@ class RolloutController:
         self.wake = asyncio.Event()
         #: Rollouts whose last pass failed: generation, failed passes, next attempt.
         self.backoff: dict[Key, Backoff] = {}
-        # Device writes of one pass go out in parallel (distinct objects).
+        # Device writes go out in parallel (distinct objects), overlapping the next pass.
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="rollout-write")
+        self._lock = threading.Lock()
+        self._flying: dict[Key, _Flight] = {}  # device -> its queued or running write
+        self._broken: dict[Key, BaseException] = {}  # rollout -> a write's unexpected error
+        self._memos: dict[Key, Memo] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def sync(self) -> None:
         """List every kind into the cache (at start-up, before the first pass)."""
@@ -103,8 +135,32 @@ class RolloutController:
         if self.cache.put(plural, body, deleted=event_type == "DELETED"):
             self.wake.set()
 
+    def in_flight(self) -> int:
+        """Device writes queued or running."""
+        with self._lock:
+            return len(self._flying)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until every queued device write has its answer (tests, shutdown)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                futures = [f.future for f in self._flying.values()]
+            if not futures:
+                return
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"{len(futures)} device writes still in flight")
+            for future in futures:
+                with contextlib.suppress(Exception):
+                    future.exception(timeout=left)
+
     def run_pass(self) -> None:
         """One pass over every Rollout (refused ones get their failure as status)."""
+        live = {(r.metadata.namespace or "default", r.metadata.name)
+                for r in self.cache.items("rollouts")}  # fmt: skip
+        for gone in set(self._memos) - live:
+            del self._memos[gone]
         for (ns, name), generation, old, failure in self.cache.refused():
             ref = ObjectRef("Rollout", "rollouts", ns, name, generation)
             self._guarded(ref, old, functools.partial(self._refused, failure=failure))
@@ -172,6 +228,13 @@ class RolloutController:
 
     def _step(self, p: RolloutPass, ro: Rollout) -> None:
         ns, model_name = p.ref.namespace, ro.spec.model.name
+        key = (ns, p.ref.name)
+        with self._lock:  # before the devices: an answered write is in the cache by then
+            broken = self._broken.pop(key, None)
+            flying = frozenset(n for (n_ns, n) in self._flying if n_ns == ns)
+            room = max(0, IN_FLIGHT - len(self._flying))
+        if broken is not None:
+            raise broken
         world = World(
             rollout=ro,
             model=self.cache.get("inferencemodels", ns, model_name),
@@ -182,9 +245,16 @@ class RolloutController:
                 if r.spec.model.name == model_name and r.metadata.name != p.ref.name
             ],
             now=self.clock(),
+            max_writes=room,
+            in_flight=flying,
+            memo=self._memos.setdefault(key, Memo()),
         )
         decision = decide(world)
-        applied = sum(self._pool.map(lambda w: self._apply(w, p.log), decision.writes))
+        if decision.status.phase == "Aborted":
+            self._cancel(key)
+        for write in decision.writes:
+            self._submit(key, write, p.log)
+        applied = len(decision.writes)
         p.status = decision.status
         for event in decision.events:
             p.event(event.type, event.reason, event.message)
@@ -197,10 +267,46 @@ class RolloutController:
                 events=[e.reason for e in decision.events],
             )
 
-    def _apply(self, write: DeviceWrite, bound: Any) -> bool:
+    def _submit(self, rollout: Key, write: DeviceWrite, bound: Any) -> None:
+        device = (write.namespace, write.name)
+        with self._lock:
+            if device in self._flying:  # decide never does this; the guard makes it certain
+                return
+            future = self._pool.submit(self._apply, rollout, write, bound)
+            self._flying[device] = _Flight(rollout, write.kind, future)
+        future.add_done_callback(lambda done: self._landed(device, done))
+
+    def _landed(self, device: Key, done: Future[bool]) -> None:
+        with self._lock:
+            self._flying.pop(device, None)
+        if not done.cancelled() and done.exception() is None and done.result():
+            self._poke()  # a failed write waits for the next tick, not the next gap
+
+    def stop(self) -> None:
+        """Cancel the device writes that have not started (operator shutdown)."""
+        with self._lock:
+            queued = [f.future for f in self._flying.values()]
+        for future in queued:
+            future.cancel()
+
+    def _cancel(self, rollout: Key) -> None:
+        """Cancel the aborted rollout's assignments that have not started yet."""
+        with self._lock:
+            queued = [f.future for f in self._flying.values()
+                      if f.rollout == rollout and f.kind == "assign"]  # fmt: skip
+        for future in queued:
+            future.cancel()
+
+    def _poke(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop is shutting down
+                loop.call_soon_threadsafe(self.wake.set)
+
+    def _apply(self, rollout: Key, write: DeviceWrite, bound: Any) -> bool:
         try:
             self.cache.put("edgedevices", self.api.apply_device(write))
-        except client.ApiException as exc:  # the device is written again next pass
+        except client.ApiException as exc:  # a later pass decides the device again
             bound.warning(
                 "device write failed, retrying next pass",
                 device=write.name,
@@ -208,6 +314,10 @@ class RolloutController:
                 status=exc.status,
             )
             return False
+        except Exception as exc:  # the rollout's next pass fails with it (typed)
+            with self._lock:
+                self._broken.setdefault(rollout, exc)
+            raise
         return True
 
     def _write_status(self, ref: ObjectRef, status: RolloutStatus) -> None:
@@ -223,7 +333,9 @@ class RolloutController:
         return post
 
     async def loop(self) -> None:
-        """Pass over every Rollout on a change, and at least every :data:`TICK` seconds."""
+        """Pass over every Rollout on a change (writes answered included), at most one
+        per :data:`GAP` and at least one every :data:`TICK` seconds."""
+        self._loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=TICK)
@@ -232,6 +344,7 @@ class RolloutController:
                 await asyncio.to_thread(self.run_pass)
             except Exception:  # keep the loop alive; the next pass retries
                 log.exception("rollout loop pass failed")
+            await asyncio.sleep(GAP)
 
 
 _CACHE_ID = "rollout-cache"
@@ -271,3 +384,4 @@ def register(registry: kopf.OperatorRegistry, controller: RolloutController) -> 
     async def stop_rollouts(**_: Any) -> None:
         for task in tasks:
             task.cancel()
+        controller.stop()

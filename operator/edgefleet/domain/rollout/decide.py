@@ -19,13 +19,14 @@ from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.edgedevice import DesiredWorkload, EdgeDevice
 from edgefleet.api.inferencemodel import InferenceModel
 from edgefleet.api.meta import parse_duration
-from edgefleet.api.rollout import DeviceNote, Rollout, RolloutStatus, RolloutTarget
+from edgefleet.api.rollout import DeviceNote, Rollout, RolloutStatus
 from edgefleet.domain.conditions import find
-from edgefleet.domain.rollout import plan, selection, writes
+from edgefleet.domain.rollout import plan, writes
 from edgefleet.domain.rollout.events import Event
-from edgefleet.domain.rollout.health import DeviceState, assess, parse_time
+from edgefleet.domain.rollout.health import DeviceState, parse_time
 from edgefleet.domain.rollout.progress import Progress, advance
 from edgefleet.domain.rollout.report import Outcome, conclude, rfc3339
+from edgefleet.domain.rollout.views import DeviceView, Memo, context, views
 
 __all__ = ["PROMOTE_ANNOTATION", "RETRY_ANNOTATION", "Decision", "Event", "World", "decide"]
 
@@ -45,6 +46,11 @@ class World:
     now: datetime.datetime
     max_writes: int = 1000
     """Assignments per pass at most, so status stays current during a large wave."""
+    in_flight: frozenset[str] = frozenset()
+    """Devices whose write an earlier pass made and the API server has not yet answered:
+    counted as assigned, never written again until the answer is in ``devices``."""
+    memo: Memo | None = None
+    """Views from earlier passes of this rollout (only the cost changes, never the result)."""
 
 
 @dataclass
@@ -58,73 +64,33 @@ class Decision:
 class _Selection:
     devices: list[EdgeDevice]
     expected: list[DesiredWorkload]
+    states: list[DeviceState]
     skipped: list[DeviceNote]
     lost: list[DeviceNote]
     ties: int
+    stable: str | None
 
 
-def _select(w: World, target: RolloutTarget) -> _Selection:
-    ro = w.rollout
-    uid = ro.metadata.uid or ro.metadata.name
-    chosen: list[tuple[str, EdgeDevice, DesiredWorkload]] = []
-    skipped: list[DeviceNote] = []
-    lost: list[DeviceNote] = []
-    ties = 0
-    expected_by_platform = {
-        i.platform: plan.expected_workload(ro, target, i.platform) for i in target.images
-    }
-    for device in w.devices:
-        name = device.metadata.name
-        if not selection.matches(ro.spec.selector, device.metadata.labels):
-            continue
-        if device.spec.suspended:
-            skipped.append(DeviceNote(name=name, reason=Reason.SUSPENDED_DEVICE))
-            continue
-        expected = expected_by_platform.get(device.spec.platform)
-        if expected is None:
-            skipped.append(
-                DeviceNote(
-                    name=name,
-                    reason=Reason.PLATFORM_NOT_BUILT,
-                    message=f"{target.version} has no image for {device.spec.platform}",
-                )
-            )
-            continue
-        won = selection.claim(ro, w.rivals, device)
-        if won.winner != ro.metadata.name:
-            ties += won.winner is None
-            lost.append(DeviceNote(name=name, reason=won.reason, message=won.message[:512]))
-            continue
-        chosen.append((selection.order_key(uid, name), device, expected))
-    chosen.sort(key=lambda item: item[0])
-    return _Selection([d for _, d, _ in chosen], [e for _, _, e in chosen], skipped, lost, ties)
+def _select(chosen: list[DeviceView], all_views: list[DeviceView]) -> _Selection:
+    chosen.sort(key=lambda v: v.order)
+    versions: Counter[str] = Counter(v.stable for v in chosen if v.stable is not None)
+    return _Selection(
+        [v.device for v in chosen],
+        [v.expected for v in chosen if v.expected is not None],
+        [v.state for v in chosen if v.state is not None],
+        [v.note for v in all_views if v.kind == "skipped" and v.note is not None],
+        [v.note for v in all_views if v.kind == "lost" and v.note is not None],
+        sum(v.tie for v in all_views),
+        versions.most_common(1)[0][0] if versions else None,
+    )
 
 
-def _stable_version(sel: _Selection, model: str, me: str) -> str | None:
-    versions: Counter[str] = Counter()
-    for device in sel.devices:
-        st = device.status
-        if st is None:
-            continue
-        memory = next((p for p in st.previous if p.model == model and p.rollout == me), None)
-        if memory is not None:
-            if memory.workload is not None:
-                versions[memory.workload.version] += 1
-            continue
-        entry = next((d for d in st.desired if d.model == model), None)
-        if entry is not None and entry.rollout != me:
-            versions[entry.version] += 1
-    return versions.most_common(1)[0][0] if versions else None
-
-
-def _rollbacks(w: World) -> list[writes.DeviceWrite]:
-    model, me = w.rollout.spec.model.name, w.rollout.metadata.name
-    out = []
-    for device in w.devices:
-        memory = writes.rollback_entry(device, model, me)
-        if memory is not None:
-            out.append(writes.rollback(device, memory))
-    return out
+def _rollbacks(all_views: list[DeviceView], in_flight: frozenset[str]) -> list[writes.DeviceWrite]:
+    return [
+        writes.rollback(v.device, v.rollback)
+        for v in all_views
+        if v.rollback is not None and v.device.metadata.name not in in_flight
+    ]
 
 
 def decide(w: World) -> Decision:
@@ -169,14 +135,11 @@ def decide(w: World) -> Decision:
 
     outcome = Outcome(phase="Pending", reason=Reason.PROGRESSING, message="")
     decision = Decision(RolloutStatus())
-    sel = _select(w, p.target) if p.target is not None else None
-    states: list[DeviceState] = []
     started = parse_time(p.started_at)
-    if sel is not None:
-        states = [
-            assess(d, e, ro.spec.health_gate, started)
-            for d, e in zip(sel.devices, sel.expected, strict=True)
-        ]
+    all_views = views(context(ro, w.rivals, p.target, started), w.devices, w.memo)
+    chosen = [v for v in all_views if v.kind == "chosen"]
+    sel = _select(chosen, all_views) if p.target is not None else None
+    states: list[DeviceState] = sel.states if sel is not None else []
 
     failed = [s for s in states if s.state == "failed"]
     updated = sum(s.state != "pending" for s in states)
@@ -215,6 +178,7 @@ def decide(w: World) -> Decision:
             events,
             promoted=_promoted(ro),
             max_writes=w.max_writes,
+            in_flight=w.in_flight,
         )
 
     if outcome.phase == "Aborted":
@@ -224,7 +188,7 @@ def decide(w: World) -> Decision:
                 for s in failed[:MAX_NOTES]
             ]
             events.append(Event("Warning", outcome.reason, outcome.message))
-        decision.writes = _rollbacks(w)
+        decision.writes = _rollbacks(all_views, w.in_flight)
         if decision.writes:
             events.append(
                 Event(
@@ -247,12 +211,12 @@ def decide(w: World) -> Decision:
         now=now,
         deadline=parse_duration(ro.spec.progress_deadline),
         states=states,
-        written={x.name for x in decision.writes if x.kind == "assign"},
+        written={x.name for x in decision.writes if x.kind == "assign"} | w.in_flight,
         wave_sizes=_wave_sizes(ro, len(states)),
         skipped=sel.skipped if sel else [],
         lost=sel.lost if sel else [],
         ties=sel.ties if sel else 0,
-        stable=(_stable_version(sel, ro.spec.model.name, ro.metadata.name) if sel else None),
+        stable=sel.stable if sel else None,
         events=events,
     )
     decision.events = [Event(e.type, e.reason, e.message[:1024]) for e in events]

@@ -79,13 +79,23 @@ def advance(
     *,
     promoted: int | None,
     max_writes: int = 1000,
+    in_flight: frozenset[str] = frozenset(),
 ) -> Outcome:
-    """Assign and step forward as far as the world allows; the outcome says why it stops."""
+    """Assign and step forward as far as the world allows; the outcome says why it stops.
+
+    Devices ``in_flight`` (written by an earlier pass, not yet answered) count as
+    assigned in this pass: never written again, and a pending online one takes a slot.
+    """
     at = rfc3339(now)
     steps = plan.steps_of(ro)
     n = len(devices)
     budget = plan.budget(ro, n) - sum(s.state == "updating" and s.online for s in states)
     assigned: set[str] = set()
+    if in_flight:
+        for s in states:
+            if s.name in in_flight and s.state == "pending":
+                assigned.add(s.name)
+                budget -= s.online
     paused = ro.spec.paused
     gate = parse_duration(ro.spec.health_gate.min_healthy_duration)
 
