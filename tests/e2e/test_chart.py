@@ -266,6 +266,19 @@ VALUES_MATRIX = {
         "--set", "gateway.names={gw.example.com}",
         "--set", "networkPolicy.enabled=false",
     ],
+    "bundled registry on a volume": [
+        "--set", "registry.bundled.enabled=true",
+        "--set", "registry.bundled.image.repository=registry.example.com/edgefleet/registry",
+        "--set", "registry.bundled.names={registry.plant-a.example.com,192.0.2.10}",
+    ],
+    "bundled registry, emptyDir, fixed cluster IP": [
+        "--set", "registry.bundled.enabled=true",
+        "--set", "registry.bundled.image.repository=registry.example.com/edgefleet/registry",
+        "--set", "registry.bundled.image.digest=sha256:" + "ab" * 32,
+        "--set", "registry.bundled.persistence.enabled=false",
+        "--set", "registry.bundled.service.clusterIP=10.96.0.200",
+        "--set", "registry.bundled.url=https://10.96.0.200:5000",
+    ],
 }  # fmt: skip
 
 
@@ -290,3 +303,28 @@ def test_rendered_chart_is_accepted_by_the_api_server(crds, case):
     )  # fmt: skip
     assert applied.returncode == 0, applied.stderr
     assert applied.stdout.count("(server dry run)") == len(docs)
+    if case.startswith("bundled registry"):
+        _check_bundled_wiring(docs)
+
+
+def _check_bundled_wiring(docs: list[dict]) -> None:
+    """The operator and the gateway use the bundled registry: its URL, the CA of its
+    serving certificate, the generated credentials; the registry runs non-root on a
+    read-only root filesystem and its CA key is mounted nowhere."""
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    registry = by_name[("Deployment", "edgefleet-registry")]["spec"]["template"]["spec"]
+    assert registry["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert registry["securityContext"]["runAsNonRoot"] is True
+    service = by_name[("Service", "edgefleet-registry")]["spec"]
+    url = f"https://{service.get('clusterIP') or 'edgefleet-registry.chart-matrix.svc'}:5000"
+    for name in ("edgefleet-operator", "edgefleet-gateway"):
+        pod = by_name[("Deployment", name)]["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["EDGEFLEET_REGISTRY_URL"] == url
+        assert env["EDGEFLEET_REGISTRY_CA"] == "/etc/edgefleet/registry-ca/ca.crt"
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        assert secrets["registry-ca"] == "edgefleet-registry-tls"
+        assert secrets["registry-credentials"] == "edgefleet-registry-auth"
+    mounted = [v["secret"] for d in docs if d["kind"] == "Deployment"
+               for v in d["spec"]["template"]["spec"]["volumes"] if "secret" in v]  # fmt: skip
+    assert all(s["secretName"] != "edgefleet-registry-ca" for s in mounted)

@@ -47,3 +47,52 @@ app.kubernetes.io/component: gateway
 {{- $names := list $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) -}}
 {{- join "," (concat .Values.gateway.names $names) -}}
 {{- end -}}
+
+{{/* The registry the operator pushes to and the gateway reads: the bundled one when enabled. */}}
+{{- define "edgefleet.registryURL" -}}
+{{- $b := .Values.registry.bundled -}}
+{{- if $b.enabled -}}
+{{- $b.url | default (printf "https://%s-registry.%s.svc:%d" (include "edgefleet.fullname" .) .Release.Namespace (int $b.service.port)) -}}
+{{- else -}}{{ .Values.registry.url }}{{- end -}}
+{{- end -}}
+
+{{/* Secret with the registry's `ca.crt`, or nothing. */}}
+{{- define "edgefleet.registryCASecret" -}}
+{{- $b := .Values.registry.bundled -}}
+{{- if $b.enabled -}}{{ $b.tls.secretName | default (printf "%s-registry-tls" (include "edgefleet.fullname" .)) }}
+{{- else -}}{{ .Values.registry.caSecret }}{{- end -}}
+{{- end -}}
+
+{{/* Secret with `username` and `password` for the registry, or nothing. */}}
+{{- define "edgefleet.registryCredentialsSecret" -}}
+{{- $b := .Values.registry.bundled -}}
+{{- if $b.enabled -}}{{ printf "%s-registry-auth" (include "edgefleet.fullname" .) }}
+{{- else -}}{{ .Values.registry.credentialsSecret }}{{- end -}}
+{{- end -}}
+
+{{- define "edgefleet.registrySelector" -}}
+app.kubernetes.io/name: edgefleet
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: registry
+{{- end -}}
+
+{{- define "edgefleet.registryImage" -}}
+{{- $img := .Values.registry.bundled.image -}}
+{{- if not $img.repository -}}
+{{- fail "registry.bundled.image.repository is required: the image `edgefleet image build-registry` pushed, in a registry the nodes can pull from" -}}
+{{- end -}}
+{{- if $img.digest -}}{{ printf "%s@%s" $img.repository $img.digest }}
+{{- else -}}{{ printf "%s:%s" $img.repository $img.tag }}{{- end -}}
+{{- end -}}
+
+{{/* Names in the bundled registry's serving certificate: its Service's DNS names, its
+fixed cluster IP, the host of registry.bundled.url, and the user's. */}}
+{{- define "edgefleet.registryNames" -}}
+{{- $b := .Values.registry.bundled -}}
+{{- $svc := printf "%s-registry" (include "edgefleet.fullname" .) -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) -}}
+{{- with $b.service.clusterIP }}{{ $names = append $names . }}{{ end -}}
+{{- with $b.url }}{{ $names = append $names (urlParse .).hostname }}{{ end -}}
+{{- join "," (uniq (concat $names $b.names)) -}}
+{{- end -}}
