@@ -14,8 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgefleet.domain import pki as pki_domain
 from edgefleet.testing.pki import CertificateAuthority
+from edgefleet.testing.procs import wait_until
 from edgefleet.testing.simdevice import make_csr
 from edgefleet_node.protocol import wire
+from edgefleet_node.protocol.enroll import BootstrapToken
 
 TLS_REFUSED = (ssl.SSLError, ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError)
 
@@ -92,14 +94,37 @@ def test_malformed_or_foreign_named_csr(fleet, csr, reason):
     assert "enrollment" not in _status(fleet, "d5")
 
 
-def test_platform_mismatch_is_refused_with_a_condition(fleet):
+def test_platform_mismatch_is_refused_with_a_condition_and_keeps_the_token(fleet):
     fleet.device("d6", platform="linux/amd64")
-    result = fleet.run(fleet.sim("d6", platform="linux/arm64").enroll(fleet.token("d6")))
+    token = fleet.token("d6")
+    device = fleet.sim("d6", platform="linux/arm64")
+    result = fleet.run(device.enroll(token))
     assert (result.status, result.reason) == (403, "PlatformMismatch")
+    assert "enrol again with the same token" in result.json()["message"]
     enrolled = fleet.condition("d6", "Enrolled")
     assert (enrolled["status"], enrolled["reason"]) == ("False", "PlatformMismatch")
     assert "linux/amd64" in enrolled["message"]
     assert "enrollment" not in _status(fleet, "d6")
+    # Without a valid token the platform is not judged (nothing learnt, nothing written).
+    unknown = str(BootstrapToken.generate(fleet.namespace, "d6", fleet.ca_hash))  # never stored
+    stranger = fleet.run(fleet.sim("d6", platform="linux/arm64").enroll(unknown))
+    assert (stranger.status, stranger.reason) == (401, "TokenInvalid")
+    # The user fixes the spec; the same token enrols the device.
+    fleet.patch_spec("d6", {"platform": "linux/arm64"})
+    wait_until(
+        lambda: (
+            fleet.gateway.call(
+                lambda: fleet.gateway.gateway.cache.get(fleet.namespace, "d6").spec.platform
+            )
+            == "linux/arm64"
+        ),
+        timeout=10,
+        what="the gateway saw the fixed spec",
+        interval=0.1,
+    )
+    assert fleet.run(device.enroll(token)).status == 200
+    fleet.wait_condition("d6", "Enrolled", "True")
+    assert "enrollment" in _status(fleet, "d6")
 
 
 def test_certificates_of_another_ca_or_expired_fail_the_handshake(fleet):

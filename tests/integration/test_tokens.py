@@ -93,11 +93,17 @@ def test_stored_as_hash_and_single_use(api, namespace):
     other = BootstrapToken(namespace, "cam-2", token.token_id, token.secret, PIN)
     with pytest.raises(TokenError, match="unknown, already used"):
         tokens.redeem(core, namespace, other)
+    with pytest.raises(TokenError, match="unknown, already used"):
+        tokens.check(core, namespace, wrong)
+    assert tokens.check(core, namespace, token).device == "cam-1"  # checked, not used up
+    assert token.token_id in _records(api, namespace)
     info = tokens.redeem(core, namespace, token)  # the failures above did not burn it
     assert (info.namespace, info.device) == (namespace, "cam-1")
     assert _records(api, namespace) == {}
     with pytest.raises(TokenError, match="unknown, already used"):
         tokens.redeem(core, namespace, token)
+    with pytest.raises(TokenError, match="unknown, already used"):
+        tokens.check(core, namespace, token)
 
 
 def test_concurrent_redemptions_have_exactly_one_winner(api, namespace, crds):

@@ -41,6 +41,7 @@ __all__ = [
     "SECRET_TYPE",
     "TokenError",
     "TokenInfo",
+    "check",
     "create_token",
     "list_tokens",
     "parse_ttl",
@@ -253,6 +254,47 @@ def prune(
     return _update(core, gateway_namespace, drop)
 
 
+_INVALID = "the bootstrap token is unknown, already used, or not for this device"
+
+
+def _verify(records: Records, token: BootstrapToken) -> TokenInfo:
+    """The stored record of ``token`` if its secret and device match (expired or not)."""
+    record = records.get(token.token_id)
+    info = None if record is None else _info(token.token_id, record)
+    if record is None or info is None:
+        raise TokenError("TokenInvalid", _INVALID)
+    if not hmac.compare_digest(record.get("secretHash", ""), token.secret_hash()):
+        raise TokenError("TokenInvalid", _INVALID)
+    if (info.namespace, info.device) != (token.namespace, token.device):
+        raise TokenError("TokenInvalid", _INVALID)
+    return info
+
+
+def _expired(info: TokenInfo) -> TokenError:
+    return TokenError(
+        "TokenExpired",
+        f"the bootstrap token expired at {wire.format_time(info.expires_at)}: make "
+        "a new one with `edgefleet token create`",
+    )
+
+
+def check(
+    core: client.CoreV1Api,
+    gateway_namespace: str,
+    token: BootstrapToken,
+    *,
+    now: datetime.datetime | None = None,
+) -> TokenInfo:
+    """Whether ``token`` could be redeemed now, without using it up (nothing is written);
+    raises :class:`TokenError` as :func:`redeem` does. The gateway checks the token
+    before it judges the rest of an enrolment (a refusal it writes to the EdgeDevice
+    needs a valid token), and redeems it only once everything checked out."""
+    info = _verify(_decode(_read(core, gateway_namespace)), token)
+    if info.expired(_now(now)):
+        raise _expired(info)
+    return info
+
+
 def redeem(
     core: client.CoreV1Api,
     gateway_namespace: str,
@@ -263,33 +305,19 @@ def redeem(
     """Use ``token`` up (drop its record) if it is valid; else raise :class:`TokenError`.
 
     Call it only after the rest of the enrolment request checked out (a malformed CSR
-    should not burn the token). Unknown, used, wrong and expired tokens all answer
-    ``TokenInvalid`` with the same message, except an expired one (``TokenExpired``),
-    which is also dropped.
+    or a platform mismatch should not burn the token). Unknown, used, wrong and expired
+    tokens all answer ``TokenInvalid`` with the same message, except an expired one
+    (``TokenExpired``), which is also dropped.
     """
-    invalid = TokenError(
-        "TokenInvalid", "the bootstrap token is unknown, already used, or not for this device"
-    )
 
     def use(records: Records) -> tuple[Records | None, tuple[TokenInfo, bool]]:
-        record = records.get(token.token_id)
-        info = None if record is None else _info(token.token_id, record)
-        if record is None or info is None:
-            raise invalid
-        if not hmac.compare_digest(record.get("secretHash", ""), token.secret_hash()):
-            raise invalid
-        if (info.namespace, info.device) != (token.namespace, token.device):
-            raise invalid
+        info = _verify(records, token)
         rest = {k: v for k, v in records.items() if k != token.token_id}
         return rest, (info, info.expired(_now(now)))  # an expired one is dropped too
 
     info, expired = _update(core, gateway_namespace, use)
     if expired:
-        raise TokenError(
-            "TokenExpired",
-            f"the bootstrap token expired at {wire.format_time(info.expires_at)}: make "
-            "a new one with `edgefleet token create`",
-        )
+        raise _expired(info)
     log.info("bootstrap token used", namespace=info.namespace, name=info.device,
              token_id=info.token_id)  # fmt: skip
     return info

@@ -33,6 +33,7 @@ from edgefleet.gateway.sessions import Sessions
 from edgefleet.gateway.status import StatusWriter
 from edgefleet_node.protocol import enroll, report, wire
 from edgefleet_node.protocol.desired import PollResponse
+from edgefleet_node.protocol.enroll import BootstrapToken
 from edgefleet_node.protocol.wire import ProtocolError
 
 __all__ = ["DeviceRoutes", "TokenRedeemer"]
@@ -42,6 +43,8 @@ log = structlog.get_logger("edgefleet.gateway")
 #: Uses a bootstrap token up (blocking; run in a thread) or raises an error with
 #: ``reason`` and a message (``edgefleet.clients.tokens.TokenError``).
 TokenRedeemer = Callable[[enroll.BootstrapToken], Any]
+#: Checks a bootstrap token without using it up (``edgefleet.clients.tokens.check``).
+TokenChecker = TokenRedeemer
 _INSTANCE = re.compile(r"[0-9a-f]{32}")
 
 
@@ -65,6 +68,9 @@ class DeviceRoutes:
     redeem: TokenRedeemer
 
     stopping: bool = False
+    #: When given, the token is checked before the platform is compared and redeemed
+    #: only after: a device refused for its platform keeps its token for a retry.
+    check_token: TokenChecker | None = None
 
     def stop(self) -> None:
         """Answer every open long-poll now (shutdown)."""
@@ -156,26 +162,13 @@ class DeviceRoutes:
             raise GatewayError(401, "TokenInvalid", "the bootstrap token cannot be used")
         if device.spec.suspended:
             raise GatewayError(403, "Suspended", "the device is suspended (spec.suspended)")
-        try:
-            await asyncio.to_thread(self.redeem, req.token)
-        except Exception as exc:
-            reason = getattr(exc, "reason", None)
-            if not isinstance(reason, str):
-                raise
-            if reason in ("TokenInvalid", "TokenExpired"):
-                raise GatewayError(401, reason, str(exc)) from None
-            raise GatewayError(  # e.g. a conflict in the token store: transient
-                503, reason, str(exc), headers={"Retry-After": str(self.cfg.limits.retry_after)}
-            ) from None
+        if self.check_token is not None:  # a valid token first: only its holder learns more
+            await self._token(self.check_token, req.token)
+            await self._platform(key, device, req.platform, "enrol again with the same token")
+        await self._token(self.redeem, req.token)
+        if self.check_token is None:
+            await self._platform(key, device, req.platform, "enrol with a new token")
         now = _now()
-        if req.platform != device.spec.platform:
-            message = (
-                f"the device reports {req.platform} but spec.platform is {device.spec.platform}:"
-                " fix one, then enrol with a new token"
-            )
-            refused = Observation(now, enrollment_refused=(DeviceReason.PLATFORM_MISMATCH, message))
-            await self._write(key, refused, "enroll")
-            raise GatewayError(403, "PlatformMismatch", message)
         try:
             cert = self.pki.issue(
                 req.csr_pem, namespace=namespace, device=name, lifetime=self.cfg.cert_lifetime
@@ -202,6 +195,33 @@ class DeviceRoutes:
             "device enrolled", namespace=namespace, name=name, serial=enrollment.certificate_serial
         )
         return self._respond(self.pki.enroll_response(cert).to_bytes())
+
+    async def _token(self, use: TokenRedeemer, token: BootstrapToken) -> None:
+        try:
+            await asyncio.to_thread(use, token)
+        except Exception as exc:
+            reason = getattr(exc, "reason", None)
+            if not isinstance(reason, str):
+                raise
+            if reason in ("TokenInvalid", "TokenExpired"):
+                raise GatewayError(401, reason, str(exc)) from None
+            raise GatewayError(  # e.g. a conflict in the token store: transient
+                503, reason, str(exc), headers={"Retry-After": str(self.cfg.limits.retry_after)}
+            ) from None
+
+    async def _platform(
+        self, key: tuple[str, str], device: EdgeDevice, platform: str, then: str
+    ) -> None:
+        """Refuse (and say so in the EdgeDevice's conditions) a platform not in the spec."""
+        if platform == device.spec.platform:
+            return
+        message = (
+            f"the device reports {platform} but spec.platform is {device.spec.platform}:"
+            f" fix one, then {then}"
+        )
+        refused = Observation(_now(), enrollment_refused=(DeviceReason.PLATFORM_MISMATCH, message))
+        await self._write(key, refused, "enroll")
+        raise GatewayError(403, "PlatformMismatch", message)
 
     async def renew(self, request: web.Request) -> web.Response:
         ident, device = self.identifier.device(request)

@@ -35,7 +35,7 @@ from edgefleet.gateway.accept import Acceptor, connection_cap, listen
 from edgefleet.gateway.admission import ConnectionGate
 from edgefleet.gateway.app import build_app
 from edgefleet.gateway.config import GatewayConfig
-from edgefleet.gateway.device_routes import DeviceRoutes, TokenRedeemer
+from edgefleet.gateway.device_routes import DeviceRoutes, TokenChecker, TokenRedeemer
 from edgefleet.gateway.identity import Identifier
 from edgefleet.gateway.metrics import GatewayMetrics
 from edgefleet.gateway.oci_reach import Assignment, assignments
@@ -80,6 +80,7 @@ async def serve(
     kube: KubeClient | None = None,
     pki: Any = None,
     redeem: TokenRedeemer | None = None,
+    check_token: TokenChecker | None = None,
     load_pki: Callable[[], Any] | None = None,
     extra_routes: Callable[[Gateway], list[web.AbstractRouteDef]] | None = None,
     started: Callable[[Gateway], Awaitable[None] | None] | None = None,
@@ -99,7 +100,9 @@ async def serve(
             cfg.names,
             device_cert_lifetime=cfg.cert_lifetime,
         )
-        redeem = redeem or functools.partial(tokens.redeem, core, cfg.namespace)
+        if redeem is None:
+            redeem = functools.partial(tokens.redeem, core, cfg.namespace)
+            check_token = check_token or functools.partial(tokens.check, core, cfg.namespace)
     if pki is None:
         assert load_pki is not None
         pki = await _first_pki(load_pki)
@@ -126,7 +129,9 @@ async def serve(
     )
     cache.add_listener(sessions.on_change)
     identifier = Identifier(pki, cache)
-    routes = DeviceRoutes(cfg, cache, identifier, sessions, writer, metrics, pki, redeem)
+    routes = DeviceRoutes(
+        cfg, cache, identifier, sessions, writer, metrics, pki, redeem, check_token=check_token
+    )
     gate = ConnectionGate(connection_cap(cfg.limits.max_connections), metrics)
     gw = Gateway(cfg, kube, cache, writer, sessions, routes, metrics, gate, leases)
 

@@ -86,6 +86,7 @@ class GatewayReplica:
             device_cert_lifetime=self.cfg.cert_lifetime,
         )
         redeem = functools.partial(tokens.redeem, client.CoreV1Api(api), self.cfg.namespace)
+        check = functools.partial(tokens.check, client.CoreV1Api(api), self.cfg.namespace)
 
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
@@ -100,6 +101,7 @@ class GatewayReplica:
                 kube=KubeClient.from_environment(str(self.kubeconfig)),
                 load_pki=load,
                 redeem=redeem,
+                check_token=check,
                 started=started,
                 stop=self._stop,
             )
