@@ -8,6 +8,7 @@ another device's."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import os
@@ -121,6 +122,7 @@ class Trust:
     def __init__(self, sim: SimDevice) -> None:
         self.sim = sim
         self.serial = 0
+        self.image_keys: tuple[bytes, ...] = ()
 
     def poll(self) -> None:
         try:
@@ -135,6 +137,7 @@ class Trust:
         if bundle is not None:
             self.serial = bundle.serial
             self.sim.signing_keys = bundle.signing_keys
+            self.image_keys = bundle.image_keys
             if enroll.bundle(bundle.gateway_cas) != self.sim.gateway_ca:
                 self.sim.gateway_ca = enroll.bundle(bundle.gateway_cas)
                 self.sim.close()
@@ -201,6 +204,40 @@ def test_device_keeps_working_across_rotations_in_the_real_gateway(crds, spaces)
             step("document-key", "--finish")
             assert len(tuple(sim.signing_keys)) == 1
             assert sim.held is not None
+        finally:
+            sim.close()
+
+
+def test_a_new_image_signing_key_reaches_devices(crds, spaces):
+    """The operator's image key replaced (a new Secret, the operator restarted): the
+    published public key's rotation step grows, so the trust-bundle serial does and the
+    device adopts the new key. An operator restart with the same key changes nothing."""
+    gw_ns, dev_ns, api = spaces
+    core = client.CoreV1Api(api)
+    _device(crds, dev_ns, "cam-k")
+    cfg = dataclasses.replace(loopback_config(gw_ns, "gw-imgkey"), pki_reload=0.5)
+    with GatewayReplica(cfg, crds.kubeconfig) as gw:
+        sim = _enrolled(api, gw_ns, dev_ns, "cam-k", "127.0.0.1", gw.port)
+        try:
+            trust = Trust(sim)
+            trust.poll()
+            serial = _serial(gw)
+            old_pub = signing.public_key_pem(
+                ensure_signing_key(core, gw_ns, "edgefleet-signing-key")  # a restart: no change
+            )
+            assert trust.image_keys == (old_pub,)
+            core.delete_namespaced_secret("edgefleet-signing-key", gw_ns)
+            new = signing.generate_key()
+            core.create_namespaced_secret(gw_ns, client.V1Secret(
+                metadata=client.V1ObjectMeta(name="edgefleet-signing-key"),
+                data={"cosign.key": base64.b64encode(signing.private_key_pem(new)).decode()},
+            ))  # fmt: skip
+            ensure_signing_key(core, gw_ns, "edgefleet-signing-key")  # the operator starts
+            wait_until(lambda: _serial(gw) > serial, timeout=20, what="the gateway reloads")
+            trust.poll()
+            assert trust.serial == _serial(gw)
+            assert trust.image_keys == (signing.public_key_pem(new),)
+            assert _serial(gw) == serial + 1
         finally:
             sim.close()
 

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from edgefleet.clients.pki_store import ROTATION_STEP
 from edgefleet.domain import signing
 
 __all__ = ["PRIVATE_KEY", "PUBLIC_KEY", "ensure_signing_key"]
@@ -35,16 +36,40 @@ def _read(core: client.CoreV1Api, namespace: str, name: str) -> Any | None:
 
 
 def _publish_public_key(core: client.CoreV1Api, namespace: str, name: str, pem: bytes) -> None:
-    body = client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name=f"{name}-public", labels=_LABELS),
-        data={PUBLIC_KEY: pem.decode()},
-    )
+    """Publish ``pem`` in ConfigMap ``<name>-public``. A changed key bumps its
+    ``edgefleet.io/rotation-step`` annotation, so the gateway's trust-bundle serial grows
+    and devices adopt the new key; other annotations are kept; an unchanged key is not
+    written again."""
+    cm_name = f"{name}-public"
     try:
-        core.create_namespaced_config_map(namespace, body)
+        current = core.read_namespaced_config_map(cm_name, namespace)
     except ApiException as exc:
-        if exc.status != 409:
+        if exc.status != 404:
             raise
-        core.replace_namespaced_config_map(f"{name}-public", namespace, body)
+        current = None
+    if current is None:
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=cm_name, labels=_LABELS),
+            data={PUBLIC_KEY: pem.decode()},
+        )
+        try:
+            core.create_namespaced_config_map(namespace, body)
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            current = core.read_namespaced_config_map(cm_name, namespace)
+    if (current.data or {}).get(PUBLIC_KEY) == pem.decode():
+        return
+    meta = current.metadata or client.V1ObjectMeta(name=cm_name)
+    annotations = dict(meta.annotations or {})
+    step = annotations.get(ROTATION_STEP, "0")
+    annotations[ROTATION_STEP] = str((int(step) if step.isdigit() else 0) + 1)
+    meta.annotations = annotations
+    meta.labels = {**(meta.labels or {}), **_LABELS}
+    current.metadata = meta
+    current.data = {**(current.data or {}), PUBLIC_KEY: pem.decode()}
+    core.replace_namespaced_config_map(cm_name, namespace, current)  # carries resourceVersion
 
 
 def ensure_signing_key(
