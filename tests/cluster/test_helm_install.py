@@ -1,28 +1,38 @@
 """`helm install` into the one-node cluster: the operator and the gateway run as pods
 from our own control-plane image, pulled from the local TLS registry; a model builds
-and is signed in-cluster (its runtime wheels from an air-gapped mirror); `helm upgrade`
-keeps every CR, Secret and identity; a second operator replica stays passive until the
-leader's pod dies."""
+and is signed in-cluster (its runtime wheels from an air-gapped mirror). The release
+starts as the previous chart version (0.1.0, packaged in tests/fixtures/charts);
+`helm upgrade` to the working chart keeps every CR, every Secret byte for byte and an
+enrolled device's identity (it polls again with the certificate it had); a second
+operator replica stays passive until the leader's pod dies. The bundled registry
+(registry.bundled) runs from our own image, Ready, and takes a blob pushed through
+its Service from the node."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edgefleet.clients import appbuilder, wheels
+from edgefleet.clients import appbuilder, registryimage, wheels
 from edgefleet.testing.files import file_server
+from edgefleet.testing.kind import KindCluster
 from edgefleet.testing.models import make_mlp
 from edgefleet.testing.node import NODE_IP, Node
 from edgefleet.testing.procs import wait_until
+from tests.cluster.conftest import open_cluster
 from tests.conftest import BASE_REPO, BASE_TAG, ROOT
 
 CHART = ROOT / "charts" / "edgefleet"
+PREVIOUS = ROOT / "tests" / "fixtures" / "charts" / "edgefleet-0.1.0.tgz"
 NS = "edgefleet-system"
+GATEWAY_NODE_PORT = 30443
 pytestmark = pytest.mark.timeout(1200)
 
 
@@ -57,8 +67,8 @@ def mirror(tmp_path_factory) -> Iterator[tuple[int, int, str]]:
 
 
 @pytest.fixture(scope="module")
-def node(cluster_cp, registry, base_index, mirror) -> Iterator[Node]:
-    with Node(cluster_cp, registry, forward_ports=mirror[:2]) as n:
+def node(cluster_cp, registry, base_index, mirror) -> Iterator[Node | KindCluster]:
+    with open_cluster(cluster_cp, registry, forward_ports=mirror[:2]) as n:
         n.wait_ready()
         yield n
 
@@ -78,12 +88,15 @@ def release(node, registry, image, mirror) -> Iterator[list[str]]:
         "--set", f"baseImage.reference={BASE_TAG}",
         "--set", f"operator.pip.findLinks=http://{NODE_IP}:{mirror[0]}/",
         "--set", f"operator.pip.trustedHost={NODE_IP}",
-        "--set", "gateway.service.type=ClusterIP",
+        # Devices (probes in the node's namespaces) reach the gateway at the node address.
+        "--set", "gateway.service.type=NodePort",
+        "--set", f"gateway.service.nodePort={GATEWAY_NODE_PORT}",
+        "--set", f"gateway.names={{{NODE_IP}}}",
         "--set", "gateway.replicas=1",
         "--set", "operator.resources.requests.cpu=50m",
         "--set", "gateway.resources.requests.cpu=50m",
     ]  # fmt: skip
-    _helm(cp, "install", "edgefleet", str(CHART), "-n", NS, *values)
+    _helm(cp, "install", "edgefleet", str(PREVIOUS), "-n", NS, *values)
     try:
         yield values
     finally:
@@ -147,21 +160,106 @@ def test_pods_run_from_our_image_and_a_model_builds_in_cluster(node, release, mi
     assert status["images"][0]["signature"]
 
 
-def test_upgrade_keeps_state_and_a_second_replica_waits_until_the_leader_dies(node, release):
+def _rolled_out(cp, name: str, replicas: int, namespace: str = NS) -> bool:
+    """Every replica of the Deployment's newest revision is up, and nothing older."""
+    deploy = _json(cp, "deployment", name, "-n", namespace)
+    status = deploy.get("status", {})
+    return (
+        status.get("observedGeneration") == deploy.get("metadata", {}).get("generation")
+        and status.get("updatedReplicas", 0) == replicas
+        and status.get("readyReplicas", 0) == replicas
+        and status.get("replicas", 0) == replicas
+    )
+
+
+def _probe(node, *args: str) -> dict:
+    done = node.run_inside("env", f"PYTHONPATH={ROOT}", sys.executable, "-m",
+                           "tests.cluster.probes", *args, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _secrets(cp, namespace: str) -> dict[str, dict]:
+    """Every Secret's data but Helm's own release records."""
+    return {
+        item["metadata"]["name"]: item.get("data", {})
+        for item in _json(cp, "secrets", "-n", namespace)["items"]
+        if item.get("type") != "helm.sh/release.v1"
+    }
+
+
+def _crs(cp) -> dict[str, str]:
+    out = {}
+    for kind in ("inferencemodels", "edgedevices", "rollouts"):
+        kind = f"{kind}.edgefleet.io"
+        for item in _json(cp, kind, "-A")["items"]:
+            meta = item["metadata"]
+            out[f"{kind}/{meta['namespace']}/{meta['name']}"] = meta["uid"]
+    return out
+
+
+def _chart_of(cp, release: str, namespace: str = NS) -> str:
+    (entry,) = json.loads(_helm(cp, "list", "-n", namespace, "-o", "json",
+                                "--filter", f"^{release}$"))  # fmt: skip
+    return entry["chart"]
+
+
+def test_upgrade_from_the_previous_chart_keeps_state_and_a_second_replica_waits(
+    node, release, tmp_path
+):
     cp = node.cp
+    assert _chart_of(cp, "edgefleet") == "edgefleet-0.1.0"
     _wait(node, lambda: _available(cp, "edgefleet-gateway"), "gateway ready")
-    keep = {
-        name: _json(cp, "secret", name, "-n", NS)["metadata"]["uid"]
-        for name in ("edgefleet-signing-key", "edgefleet-device-ca", "edgefleet-gateway-tls",
-                     "edgefleet-document-key")
-    }  # fmt: skip
+    # State made under 0.1.0: an enrolled device (its key and certificate kept by the
+    # probe), besides the model the first test built.
+    cp.kubectl("create", "namespace", "devices", check=False)
+    device = {"apiVersion": "edgefleet.io/v1alpha1", "kind": "EdgeDevice",
+              "metadata": {"name": "cam-up", "namespace": "devices"},
+              "spec": {"platform": "linux/arm64"}}  # fmt: skip
+    cp.kubectl("apply", "-f", "-", input_text=json.dumps(device))
+    token = subprocess.run(
+        [sys.executable, "-m", "edgefleet.cli", "token", "create", "cam-up", "-n", "devices",
+         "--gateway-namespace", NS, "--ttl", "1h", f"--kubeconfig={cp.kubeconfig}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    tmp_path.chmod(0o700)
+    state = tmp_path / "cam-up.json"
+    gateway = (NODE_IP, str(GATEWAY_NODE_PORT), "devices", "cam-up", str(state))
+    enrolled = _probe(node, "device", "enroll", *gateway, token)
+    assert enrolled == {"enroll": 200, "poll": 200}, enrolled
+    serial = _json(cp, "edgedevice", "cam-up", "-n", "devices")["status"]["enrollment"][
+        "certificateSerial"
+    ]
+    secrets, crs = _secrets(cp, NS), _crs(cp)
+    for name in ("edgefleet-signing-key", "edgefleet-device-ca", "edgefleet-gateway-ca",
+                 "edgefleet-gateway-tls", "edgefleet-document-key",
+                 "edgefleet-bootstrap-tokens"):  # fmt: skip
+        assert name in secrets, f"{name} missing before the upgrade: {sorted(secrets)}"
+    model = _json(cp, "inferencemodels.edgefleet.io", "in-cluster", "-n", "models")
+
+    # --reuse-values, as users run it: the old release's values, the new chart's
+    # templates (they must cope with values the old chart did not have).
     _helm(cp, "upgrade", "edgefleet", str(CHART), "-n", NS, "--reuse-values",
           "--set", "operator.replicas=2", "--set", "operator.maxConcurrentBuilds=3")  # fmt: skip
-    _wait(node, lambda: _available(cp, "edgefleet-operator", 2), "two operator replicas")
-    for name, uid in keep.items():
-        assert _json(cp, "secret", name, "-n", NS)["metadata"]["uid"] == uid, f"{name} replaced"
-    if _json(cp, "inferencemodels.edgefleet.io", "in-cluster", "-n", "models"):
+    assert _chart_of(cp, "edgefleet") == "edgefleet-0.2.0"
+    _wait(node, lambda: _rolled_out(cp, "edgefleet-operator", 2), "two operator replicas")
+    _wait(node, lambda: _rolled_out(cp, "edgefleet-gateway", 1), "the upgraded gateway")
+
+    after = _secrets(cp, NS)
+    for name, data in secrets.items():
+        assert after.get(name) == data, f"Secret {name} changed or vanished in the upgrade"
+    assert _crs(cp) == crs  # every CR kept, same objects (uids)
+    if model:
         assert _model_ready(cp, "models", "in-cluster")
+        now = _json(cp, "inferencemodels.edgefleet.io", "in-cluster", "-n", "models")
+        assert now["status"]["images"] == model["status"]["images"]
+    # The device is still served with the identity it had: mTLS with its old
+    # certificate, a document signed by the key it learnt at enrolment.
+    polled = _probe(node, "device", "poll", *gateway)
+    assert polled == {"poll": 200}, polled
+    enrollment = _json(cp, "edgedevice", "cam-up", "-n", "devices")["status"]["enrollment"]
+    assert enrollment["certificateSerial"] == serial
+
     pods = {p["metadata"]["name"] for p in _json(cp, "pods", "-n", NS, "-l",
             "app.kubernetes.io/component=operator")["items"]}  # fmt: skip
     _wait(node, lambda: _holder(cp) in pods, "a replica of this revision to lead")
@@ -169,3 +267,77 @@ def test_upgrade_keeps_state_and_a_second_replica_waits_until_the_leader_dies(no
     cp.kubectl("delete", "pod", leader, "-n", NS, "--grace-period=0", "--force")
     _wait(node, lambda: _holder(cp) not in ("", leader), "the other replica to take over", 120)
     assert _holder(cp) in pods
+
+
+BUNDLED_NS = "edgefleet-bundled"
+BUNDLED_IP = "10.96.0.50"  # a fixed cluster IP: the harness cluster has no DNS
+
+
+@pytest.fixture(scope="module")
+def registry_image(registry_client, base_index, signing_key) -> str:
+    cache = Path.home() / ".cache" / "edgefleet" / "test-builder" / "debs"
+    result = registryimage.build_registry_image(
+        registry_client, signing_key, cache, platforms=("linux/amd64", "linux/arm64")
+    )
+    assert {b.platform for b in result.images} == {"linux/amd64", "linux/arm64"}
+    return result.index_digest
+
+
+def test_bundled_registry_runs_from_our_image_and_serves_through_its_service(
+    node, registry, image, registry_image, tmp_path
+):
+    cp = node.cp
+    values = [
+        "--set", f"operator.image.repository={registry.host}/edgefleet/control-plane",
+        "--set", f"operator.image.digest={image}",
+        "--set", "registry.bundled.enabled=true",
+        "--set", f"registry.bundled.image.repository={registry.host}/edgefleet/registry",
+        "--set", f"registry.bundled.image.digest={registry_image}",
+        "--set", "registry.bundled.persistence.enabled=false",
+        "--set", f"registry.bundled.service.clusterIP={BUNDLED_IP}",
+        "--set", f"registry.bundled.url=https://{BUNDLED_IP}:5000",
+        "--set", "operator.watchNamespaces={bundled-models}",
+        "--set", "gateway.service.type=ClusterIP", "--set", "gateway.replicas=1",
+        "--set", "operator.resources.requests.cpu=20m",
+        "--set", "gateway.resources.requests.cpu=20m",
+    ]  # fmt: skip
+    _helm(cp, "install", "bundled", str(CHART), "-n", BUNDLED_NS, "--create-namespace", *values)
+    try:
+        for name in ("registry", "operator", "gateway"):
+            _wait(node, lambda n=name: _rolled_out(cp, f"bundled-edgefleet-{n}", 1, BUNDLED_NS),
+                  f"bundled {name} ready")  # fmt: skip
+        pod = _json(cp, "pods", "-n", BUNDLED_NS, "-l", "app.kubernetes.io/component=registry")
+        (container,) = pod["items"][0]["spec"]["containers"]
+        assert container["image"] == f"{registry.host}/edgefleet/registry@{registry_image}"
+        # The operator and the gateway are wired to it.
+        for name in ("operator", "gateway"):
+            spec = _json(cp, "deployment", f"bundled-edgefleet-{name}", "-n", BUNDLED_NS)
+            env = {e["name"]: e.get("value") for e in spec["spec"]["template"]["spec"][
+                "containers"][0]["env"]}  # fmt: skip
+            assert env["EDGEFLEET_REGISTRY_URL"] == f"https://{BUNDLED_IP}:5000"
+        # From the node, through the Service: TLS verified against the chart's CA,
+        # anonymous access refused, a blob pushed and read back with the credentials.
+        tmp_path.chmod(0o700)
+        tls = _json(cp, "secret", "bundled-edgefleet-registry-tls", "-n", BUNDLED_NS)["data"]
+        auth = _json(cp, "secret", "bundled-edgefleet-registry-auth", "-n", BUNDLED_NS)["data"]
+        (tmp_path / "ca.crt").write_bytes(base64.b64decode(tls["ca.crt"]))
+        (tmp_path / "password").write_bytes(base64.b64decode(auth["password"]))
+        user = base64.b64decode(auth["username"]).decode()
+        probe = _probe(node, "registry", f"https://{BUNDLED_IP}:5000", str(tmp_path / "ca.crt"),
+                       user, str(tmp_path / "password"))  # fmt: skip
+        assert probe["anonymous"] == 401, probe
+        assert probe["pulled"] == probe["pushed"], probe
+        # An upgrade keeps the generated CA, certificate and credentials byte for byte.
+        kept = {n: d for n, d in _secrets(cp, BUNDLED_NS).items() if "-registry-" in n}
+        assert set(kept) == {f"bundled-edgefleet-registry-{s}" for s in ("ca", "tls", "auth")}
+        _helm(cp, "upgrade", "bundled", str(CHART), "-n", BUNDLED_NS, "--reuse-values",
+              "--set", "operator.maxConcurrentBuilds=1")  # fmt: skip
+        after = _secrets(cp, BUNDLED_NS)
+        assert all(after[n] == d for n, d in kept.items()), "a registry Secret changed"
+    finally:
+        subprocess.run([cp.tools.helm, f"--kubeconfig={cp.kubeconfig}", "uninstall", "bundled",
+                        "-n", BUNDLED_NS, "--wait"], capture_output=True, timeout=300,
+                       check=False)  # fmt: skip
+    # Uninstall leaves the keys (resource-policy keep) unless the namespace goes.
+    assert "bundled-edgefleet-registry-ca" in _secrets(cp, BUNDLED_NS)
+    cp.kubectl("delete", "namespace", BUNDLED_NS, "--wait=false", check=False)

@@ -50,7 +50,7 @@ app.kubernetes.io/component: gateway
 
 {{/* The registry the operator pushes to and the gateway reads: the bundled one when enabled. */}}
 {{- define "edgefleet.registryURL" -}}
-{{- $b := .Values.registry.bundled -}}
+{{- $b := .Values.registry.bundled | default dict -}}
 {{- if $b.enabled -}}
 {{- $b.url | default (printf "https://%s-registry.%s.svc:%d" (include "edgefleet.fullname" .) .Release.Namespace (int $b.service.port)) -}}
 {{- else -}}{{ .Values.registry.url }}{{- end -}}
@@ -58,14 +58,14 @@ app.kubernetes.io/component: gateway
 
 {{/* Secret with the registry's `ca.crt`, or nothing. */}}
 {{- define "edgefleet.registryCASecret" -}}
-{{- $b := .Values.registry.bundled -}}
+{{- $b := .Values.registry.bundled | default dict -}}
 {{- if $b.enabled -}}{{ $b.tls.secretName | default (printf "%s-registry-tls" (include "edgefleet.fullname" .)) }}
 {{- else -}}{{ .Values.registry.caSecret }}{{- end -}}
 {{- end -}}
 
 {{/* Secret with `username` and `password` for the registry, or nothing. */}}
 {{- define "edgefleet.registryCredentialsSecret" -}}
-{{- $b := .Values.registry.bundled -}}
+{{- $b := .Values.registry.bundled | default dict -}}
 {{- if $b.enabled -}}{{ printf "%s-registry-auth" (include "edgefleet.fullname" .) }}
 {{- else -}}{{ .Values.registry.credentialsSecret }}{{- end -}}
 {{- end -}}
