@@ -270,7 +270,7 @@ def test_upgrade_from_the_previous_chart_keeps_state_and_a_second_replica_waits(
 
 
 BUNDLED_NS = "edgefleet-bundled"
-BUNDLED_IP = "10.96.0.50"  # a fixed cluster IP: the harness cluster has no DNS
+BUNDLED_IP = "10.96.0.12"  # fixed (no DNS in the harness); in the static band, below .16
 
 
 @pytest.fixture(scope="module")
@@ -301,6 +301,7 @@ def test_bundled_registry_runs_from_our_image_and_serves_through_its_service(
         "--set", "operator.resources.requests.cpu=20m",
         "--set", "gateway.resources.requests.cpu=20m",
     ]  # fmt: skip
+    cp.kubectl("create", "namespace", "bundled-models", check=False)  # its Roles go there
     _helm(cp, "install", "bundled", str(CHART), "-n", BUNDLED_NS, "--create-namespace", *values)
     try:
         for name in ("registry", "operator", "gateway"):
@@ -340,4 +341,4 @@ def test_bundled_registry_runs_from_our_image_and_serves_through_its_service(
                        check=False)  # fmt: skip
     # Uninstall leaves the keys (resource-policy keep) unless the namespace goes.
     assert "bundled-edgefleet-registry-ca" in _secrets(cp, BUNDLED_NS)
-    cp.kubectl("delete", "namespace", BUNDLED_NS, "--wait=false", check=False)
+    cp.kubectl("delete", "namespace", BUNDLED_NS, "bundled-models", "--wait=false", check=False)

@@ -4,6 +4,7 @@ ServiceAccount token, builds a model. Upgrades keep the CRs."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 
@@ -328,3 +329,47 @@ def _check_bundled_wiring(docs: list[dict]) -> None:
     mounted = [v["secret"] for d in docs if d["kind"] == "Deployment"
                for v in d["spec"]["template"]["spec"]["volumes"] if "secret" in v]  # fmt: skip
     assert all(s["secretName"] != "edgefleet-registry-ca" for s in mounted)
+
+
+def _secret(cp, namespace: str, name: str) -> dict:
+    out = cp.kubectl("get", "secret", name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else {}
+
+
+def test_bundled_registry_secrets_are_generated_once_and_kept(crds, tmp_path):
+    """The chart generates the bundled registry's CA, serving certificate and
+    credentials on install; an upgrade renders them back byte for byte; new names
+    re-issue the certificate from the same CA; uninstall leaves them."""
+    from cryptography import x509
+
+    ns, release = "chart-bundled", "bundled"
+    names = [f"bundled-edgefleet-registry-{s}" for s in ("ca", "tls", "auth")]
+    values = ["--set", "registry.bundled.enabled=true",
+              "--set", "registry.bundled.image.repository=registry.example.com/edgefleet/registry",
+              "--set", "registry.bundled.persistence.enabled=false"]  # fmt: skip
+    _helm(crds, "install", release, str(CHART), "-n", ns, "--create-namespace", *values)
+    try:
+        first = {n: _secret(crds, ns, n)["data"] for n in names}
+        assert set(first[names[2]]) == {"username", "password", "htpasswd"}
+        _helm(crds, "upgrade", release, str(CHART), "-n", ns, "--reuse-values",
+              "--set", "operator.maxConcurrentBuilds=3")  # fmt: skip
+        assert {n: _secret(crds, ns, n)["data"] for n in names} == first
+        _helm(crds, "upgrade", release, str(CHART), "-n", ns, "--reuse-values",
+              "--set", "registry.bundled.names={registry.plant-a.example.com}")  # fmt: skip
+        second = {n: _secret(crds, ns, n)["data"] for n in names}
+        assert second[names[0]] == first[names[0]]  # the CA is kept
+        assert second[names[2]] == first[names[2]]  # so are the credentials
+        assert second[names[1]]["tls.crt"] != first[names[1]]["tls.crt"]  # re-issued
+        cert = x509.load_pem_x509_certificate(base64.b64decode(second[names[1]]["tls.crt"]))
+        ca = x509.load_pem_x509_certificate(base64.b64decode(first[names[0]]["ca.crt"]))
+        cert.verify_directly_issued_by(ca)
+        dns = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert "registry.plant-a.example.com" in dns.get_values_for_type(x509.DNSName)
+    finally:
+        subprocess.run([crds.tools.helm, f"--kubeconfig={crds.kubeconfig}", "uninstall", release,
+                        "-n", ns], capture_output=True, check=False, timeout=300)  # fmt: skip
+    try:
+        for name in names:  # resource-policy keep: uninstall leaves the keys
+            assert _secret(crds, ns, name), f"{name} deleted by helm uninstall"
+    finally:
+        crds.kubectl("delete", "namespace", ns, "--wait=false", check=False)
