@@ -1,7 +1,9 @@
 """Benchmark of rollout convergence: the real API server, the operator process (rollout
 controller only), and N fake-fleet devices (edgefleet.testing.fakefleet, standing in
 for the gateway and agents: they report Healthy as soon as they see their desired
-workload).
+workload). The fleet runs in its own processes (edgefleet.testing.fleetshard, each
+watching only its shard of the devices), so what is measured is the controller and the
+API server, not the bench's own GIL.
 
 For each N, one Rollout without pauses (``maxUnavailable: 100%``,
 ``minHealthyDuration: 1s``) of a model whose build status is written by the benchmark.
@@ -15,7 +17,13 @@ Measured:
 - controller writes per device: PATCHes of edgedevices/status counted by the API
   server's ``apiserver_request_total`` minus the fleet's own (it counts them), and the
   sum of ``desiredRevision`` as a cross-check;
-- operator CPU seconds (utime+stime from /proc) and peak RSS (VmHWM) during the rollout.
+- operator CPU seconds (utime+stime from /proc) and peak RSS (VmHWM) during the rollout;
+- **baseline, same run, operator stopped**: a minimal client (the bench, 32 threads,
+  responses not parsed) server-side applies a new ``status.desired`` to the same N
+  devices while the same fleet reports on each: the time until every write is answered,
+  and until every device's report is in. That is what the API server on this machine
+  allows for the same writes and reports, with no controller in the way;
+- the 1-minute load average at the start and at the end.
 
     .venv/bin/python bench/rollout.py [--devices 1000 10000] [--out docs/benchmarks.md]
 """
@@ -27,11 +35,13 @@ import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TextIO
 
 from kubernetes import client, config
 
@@ -41,13 +51,15 @@ sys.path.insert(0, str(ROOT))
 from tests.e2e import rollout_helpers as h  # noqa: E402
 
 from edgefleet.testing.controlplane import ControlPlane  # noqa: E402
-from edgefleet.testing.fakefleet import FakeFleet  # noqa: E402
 from edgefleet.testing.procs import Service, wait_until  # noqa: E402
 from edgefleet.testing.registry import LocalRegistry  # noqa: E402
 
 SECTION = "## Rollout convergence"
-#: The fake fleet's report writers (10k real devices would write independently).
-FLEET_WORKERS = 32
+#: Fleet processes, and report writers in each (10k real devices write independently).
+SHARDS, SHARD_WORKERS = 4, 8
+#: The baseline's concurrent applies (as many as the controller's writers).
+BASELINE_WRITERS = 32
+_APPLY = "application/apply-patch+yaml"
 _PATCH = re.compile(
     r'^apiserver_request_total\{(?=[^}]*resource="edgedevices")(?=[^}]*subresource="status")'
     r'(?=[^}]*verb="(?:PATCH|APPLY)")[^}]*\} (\S+)$',
@@ -74,23 +86,124 @@ def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
 
 
+class Fleet:
+    """The fake fleet as :data:`SHARDS` processes (edgefleet.testing.fleetshard)."""
+
+    def __init__(self, cp: ControlPlane, ns: str, n: int, work: Path) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+        self.logs: list[TextIO] = []
+        for i in range(SHARDS):
+            log = (work / f"fleet-{ns}-{i}.log").open("w")
+            self.logs.append(log)
+            argv = [sys.executable, "-m", "edgefleet.testing.fleetshard",
+                    "--kubeconfig", str(cp.kubeconfig), "--namespace", ns,
+                    "--shard", f"{i}/{SHARDS}", "--devices", str(n), "--label", "site=berlin",
+                    "--workers", str(SHARD_WORKERS)]  # fmt: skip
+            pipe = subprocess.PIPE
+            self.procs.append(
+                subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=log, text=True)
+            )
+        for proc in self.procs:
+            self._read(proc)  # {"ready": …}
+
+    @staticmethod
+    def _read(proc: subprocess.Popen[str]) -> dict[str, Any]:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"fleet shard exited (code {proc.wait()}); see its log")
+        doc: dict[str, Any] = json.loads(line)
+        return doc
+
+    def _ask(self, command: str) -> list[dict[str, Any]]:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(command + "\n")
+            proc.stdin.flush()
+        return [self._read(proc) for proc in self.procs]
+
+    def reports(self) -> int:
+        return sum(int(doc["reports"]) for doc in self._ask("count"))
+
+    def stop(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Stop every shard; each device's notified/ready instants by revision."""
+        devices: dict[str, dict[str, dict[str, float]]] = {}
+        try:
+            for doc in self._ask("stop"):
+                devices.update(doc["devices"])
+        finally:
+            self.close()
+        return devices
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in self.logs:
+            log.close()
+
+
+def _baseline_body(ns: str, name: str, template: dict[str, Any]) -> dict[str, Any]:
+    desired = [dict(w, imageDigest=h.digest("baseline", w["model"])) for w in template["desired"]]
+    return {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "EdgeDevice",
+        "metadata": {"name": name, "namespace": ns},
+        "status": {
+            "desired": desired,
+            "previous": template.get("previous") or [],
+            "desiredRevision": 2,
+            "desiredVersion": template.get("desiredVersion"),
+        },
+    }
+
+
+def baseline(cp: ControlPlane, ns: str, n: int, fleet: Fleet) -> tuple[float, float, float]:
+    """The API server's ceiling for the same writes: plain applies of a new
+    ``status.desired`` to every device (32 at once), the fleet reporting on each.
+    Returns (start, all writes answered, all reports in) as monotonic instants."""
+    conf = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(cp.kubeconfig), client_configuration=conf
+    )
+    conf.connection_pool_maxsize = BASELINE_WRITERS
+    objects = client.CustomObjectsApi(client.ApiClient(conf))
+    template = h.get(objects, ns, "edgedevices", "dev-00000")["status"]
+    bodies = [_baseline_body(ns, f"dev-{i:05d}", template) for i in range(n)]
+    reports0 = fleet.reports()
+
+    def apply(body: dict[str, Any]) -> None:
+        raw: Any = objects.patch_namespaced_custom_object_status(
+            "edgefleet.io", "v1alpha1", ns, "edgedevices", body["metadata"]["name"], body,
+            field_manager="bench-baseline", force=True, _content_type=_APPLY,
+            _preload_content=False,
+        )  # fmt: skip
+        if raw.status >= 300:  # not parsed, but never silently failed
+            raise RuntimeError(f"baseline apply: HTTP {raw.status} {raw.data[:200]!r}")
+        raw.drain_conn()  # read to the end: the connection goes back to the pool
+        raw.release_conn()
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(BASELINE_WRITERS) as pool:
+        list(pool.map(apply, bodies))
+    written = time.monotonic()
+    wait_until(lambda: fleet.reports() - reports0 >= n, timeout=1800, interval=0.2,
+               what="baseline reports")  # fmt: skip
+    return start, written, time.monotonic()
+
+
 def run(n: int, cp: ControlPlane, registry: LocalRegistry, work: Path) -> dict[str, float]:
     ns = f"bench-{n}"
+    load0 = os.getloadavg()[0]
     cp.kubectl("create", "namespace", ns)
     api = h.objects(cp)
     h.put_model(api, ns, "2.0.0")
-    conf = client.Configuration()
-    config.load_kube_config(config_file=str(cp.kubeconfig), client_configuration=conf)
-    conf.connection_pool_maxsize = FLEET_WORKERS  # one kept-alive connection per worker
-    fleet = FakeFleet(client.ApiClient(conf), ns, workers=FLEET_WORKERS)
-    names = [f"dev-{i:05d}" for i in range(n)]
-    with ThreadPoolExecutor(8) as pool:
-        list(
-            pool.map(
-                lambda chunk: fleet.create(chunk, {"site": "berlin"}, "linux/amd64"),
-                [names[i::8] for i in range(8)],
-            )
-        )
+    fleet = Fleet(cp, ns, n, work)
     env = h.rollout_env(cp, registry)
     op = Service(
         "operator",
@@ -105,9 +218,8 @@ def run(n: int, cp: ControlPlane, registry: LocalRegistry, work: Path) -> dict[s
             what="operator start-up",
             alive=op.check_alive,
         )
-        fleet.start()
         cpu0, _ = _proc(op.process.pid)
-        patches0, reports0 = _patches(cp), fleet.reports
+        patches0, reports0 = _patches(cp), fleet.reports()
         t0 = time.monotonic()
         h.apply_rollout(cp, ns, "bench", maxUnavailable="100%")
 
@@ -118,18 +230,23 @@ def run(n: int, cp: ControlPlane, registry: LocalRegistry, work: Path) -> dict[s
         wait_until(ready, timeout=1800, interval=0.2, what="rollout Ready", alive=op.check_alive)
         total = time.monotonic() - t0
         cpu1, hwm = _proc(op.process.pid)
-        controller_writes = (_patches(cp) - patches0) - (fleet.reports - reports0)
+        controller_writes = (_patches(cp) - patches0) - (fleet.reports() - reports0)
+        op.stop()
+        revisions = sum(
+            (d.get("status") or {}).get("desiredRevision", 0) for d in h.devices(api, ns)
+        )
+        b_start, b_written, b_done = baseline(cp, ns, n, fleet)
+        devices = fleet.stop()
     finally:
         op.stop()
-        fleet.stop()
-    notified = [min(d.notified_at.values()) - t0 for d in fleet.devices.values()]
+        fleet.close()
+    notified = [d["notified"]["1"] - t0 for d in devices.values() if "1" in d["notified"]]
     ready_lat = [
-        d.ready_at[r] - d.notified_at[r]
-        for d in fleet.devices.values()
-        for r in d.ready_at
-        if r in d.notified_at
+        d["ready"]["1"] - d["notified"]["1"]
+        for d in devices.values()
+        if "1" in d["ready"] and "1" in d["notified"]
     ]
-    revisions = sum((d.get("status") or {}).get("desiredRevision", 0) for d in h.devices(api, ns))
+    b_ready = [d["ready"]["2"] - b_start for d in devices.values() if "2" in d["ready"]]
     cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
     return {
         "devices": n,
@@ -143,6 +260,10 @@ def run(n: int, cp: ControlPlane, registry: LocalRegistry, work: Path) -> dict[s
         "revisions_per_device": revisions / n,
         "operator_cpu_s": cpu1 - cpu0,
         "operator_rss_mb": hwm / 2**20,
+        "baseline_writes_s": b_written - b_start,
+        "baseline_total_s": max(b_ready) if len(b_ready) == n else b_done - b_start,
+        "load_start": load0,
+        "load_end": os.getloadavg()[0],
     }
 
 
@@ -150,13 +271,16 @@ def table(rows: list[dict[str, float]]) -> str:
     head = (
         "| devices | reaction | apply→notified p50 / p99 | notified→Ready p50 / p99 | total"
         " | controller writes/device (metrics; desiredRevision) | operator CPU | operator"
-        " peak RSS |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        " peak RSS | baseline: N applies answered / + every report in | load avg start →"
+        " end |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     body = "".join(
         f"| {r['devices']:,.0f} | {r['reaction_s']:.2f} s | {r['notify_p50_s']:.1f} /"
         f" {r['notify_p99_s']:.1f} s | {r['ready_p50_s']:.2f} / {r['ready_p99_s']:.2f} s |"
         f" {r['total_s']:.1f} s | {r['writes_per_device']:.2f}; {r['revisions_per_device']:.2f}"
-        f" | {r['operator_cpu_s']:.1f} s | {r['operator_rss_mb']:.0f} MB |\n"
+        f" | {r['operator_cpu_s']:.1f} s | {r['operator_rss_mb']:.0f} MB |"
+        f" {r['baseline_writes_s']:.1f} / {r['baseline_total_s']:.1f} s |"
+        f" {r['load_start']:.2f} → {r['load_end']:.2f} |\n"
         for r in rows
     )
     return head + body
@@ -182,15 +306,19 @@ def main() -> int:
 
 
 def _write_section(path: Path, text: str, devices: str) -> None:
+    """Replace the section's command line and table; keep the prose after the table."""
     intro = (
         f"{SECTION}\n\n`.venv/bin/python bench/rollout.py --devices {devices} --out"
         " docs/benchmarks.md` starts its own API server and registry, the operator with only"
-        " the rollout controller, and N fake-fleet devices (they stand in for gateway +"
-        " agents and report Healthy as soon as they see their desired workload; 32 report"
-        " writers). One"
-        " Rollout, no pauses, `maxUnavailable: 100%`, `minHealthyDuration: 1s`. Controller"
-        " writes are PATCHes of `edgedevices/status` from `apiserver_request_total` minus"
-        " the fleet's own reports.\n\n"
+        " the rollout controller, and N fake-fleet devices in"
+        f" {SHARDS} processes of their own (they stand in for gateway + agents and report"
+        f" Healthy as soon as they see their desired workload; {SHARD_WORKERS} report"
+        " writers each). One Rollout, no pauses, `maxUnavailable: 100%`,"
+        " `minHealthyDuration: 1s`. Controller writes are PATCHes of `edgedevices/status`"
+        " from `apiserver_request_total` minus the fleet's own reports. The baseline, in"
+        f" the same run with the operator stopped: {BASELINE_WRITERS} concurrent plain"
+        " server-side applies of a new `status.desired` to the same devices by a minimal"
+        " client, with the same fleet reporting on each.\n\n"
     )
     doc = path.read_text()
     start = doc.find(SECTION)
@@ -198,7 +326,10 @@ def _write_section(path: Path, text: str, devices: str) -> None:
         doc = doc.rstrip("\n") + "\n\n" + intro + text
     else:
         end = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + intro + text + (doc[end:] if end != -1 else "")
+        section = doc[start:end] if end != -1 else doc[start:]
+        rest = section.split("|\n\n", 1)[1] if "|\n\n" in section else ""
+        tail = ("\n" + rest) if rest else ""
+        doc = doc[:start] + intro + text + tail + (doc[end:] if end != -1 else "")
     path.write_text(doc)
 
 

@@ -71,6 +71,7 @@ class FakeFleet:
         outcome: Callable[[str, dict[str, Any]], Outcome] = lambda name, workload: "Healthy",
         p95_latency_ms: float | None = 5.0,
         workers: int = 1,
+        label_selector: str | None = None,
     ) -> None:
         self.objects = client.CustomObjectsApi(api)
         self.namespace = namespace
@@ -85,9 +86,16 @@ class FakeFleet:
         self._threads: list[threading.Thread] = []
         self._watch: watch.Watch | None = None
         self.reports = 0
+        self.label_selector = label_selector  # watch only these devices (a shard)
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
 
     # -- devices -----------------------------------------------------------------
+    def adopt(self, names: Iterable[str]) -> None:
+        """Follow devices that already exist (another process created them)."""
+        with self._lock:
+            for name in names:
+                self.devices.setdefault(name, _Device(name))
+
     def create(self, names: Iterable[str], labels: dict[str, str], platform: str) -> None:
         """Create EdgeDevices (spec only, as a user would) and report them online."""
         for name in names:
@@ -135,9 +143,15 @@ class FakeFleet:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _watcher(self) -> None:
+        since: str | None = None  # resume where the last watch ended (no re-list)
         while not self._stop.is_set():
             self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-            with contextlib.suppress(Exception):
+            extra: dict[str, str] = {}
+            if self.label_selector:
+                extra["label_selector"] = self.label_selector
+            if since:
+                extra["resource_version"] = since
+            try:
                 for event in self._watch.stream(  # type: ignore[no-untyped-call]
                     self.objects.list_namespaced_custom_object,
                     GROUP,
@@ -145,10 +159,20 @@ class FakeFleet:
                     self.namespace,
                     PLURAL,
                     timeout_seconds=30,
+                    **extra,
                 ):
                     if self._stop.is_set():
                         return
+                    if event.get("type") == "ERROR":  # e.g. 410 Gone: list again
+                        since = None
+                        break
                     self._events.put(event["object"])
+                    since = event["object"]["metadata"].get("resourceVersion") or since
+            except client.ApiException:
+                since = None
+                self._stop.wait(0.5)
+            except Exception:  # a dropped connection: watch again, shortly
+                self._stop.wait(0.5)
 
     def _schedule(self, name: str, delay: float) -> None:
         with self._lock:
@@ -207,8 +231,8 @@ class FakeFleet:
             if self.p95 is not None:
                 entry["p95LatencyMs"] = self.p95
             dev.running[model] = entry
-        dev.ready_at.setdefault(revision, time.monotonic())
         self._report(name, applied=revision)
+        dev.ready_at.setdefault(revision, time.monotonic())  # the report is in
 
     def _report(self, name: str, applied: int | None = None) -> None:
         dev = self.devices[name]
