@@ -58,7 +58,7 @@ def test_bad_values_name_the_variable(env, names):
 
 def test_admission_before_the_handshake_settings():
     cfg = GatewayConfig.from_env(BASE)
-    assert (cfg.limits.max_connections, cfg.limits.max_handshakes) == (0, 64)  # 0: automatic
+    assert (cfg.limits.max_connections, cfg.limits.max_handshakes) == (0, 256)  # 0: automatic
     cfg = GatewayConfig.from_env(
         {
             **BASE,

@@ -6,7 +6,9 @@ The gateway answers every device request from this cache. It lists the EdgeDevic
 again. Each change wakes whoever waits on that device (:meth:`DeviceCache.changed`:
 the long-polls) and calls the registered listeners (lock-out, status writer), so a
 desired-state change or a suspension reaches the device at once. An object that does
-not validate is kept out of the cache (the device is refused) and logged.
+not validate is kept out of the cache (the device is refused) and logged. Objects are
+kept without ``metadata.managedFields`` (nothing here reads them; they were ~40 % of a
+cached device's memory).
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ class DeviceCache:
         old = self._devices.get(key)
         new: EdgeDevice | None = None
         if raw is not None:
+            meta = raw.get("metadata")
+            if isinstance(meta, dict) and "managedFields" in meta:
+                # Never read here, and ~40 % of a cached device's memory (client-go's
+                # informers strip them too): 10k devices, ~125 MB.
+                raw = {**raw, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
             try:
                 new = EdgeDevice.model_validate(raw)
             except pydantic.ValidationError as exc:

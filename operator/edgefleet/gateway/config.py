@@ -29,7 +29,7 @@ class Limits:
     """Admission control: what one replica accepts at once, and how long it waits."""
 
     max_connections: int = 0  # 0: what the open-file limit allows (accept.connection_cap)
-    max_handshakes: int = 64  # TLS handshakes in flight; beyond, the kernel queues
+    max_handshakes: int = 256  # TLS handshakes in flight; beyond, the kernel queues
     max_inflight: int = 256  # requests being worked on (long-polls not counted)
     max_longpolls: int = 16000
     max_poll_wait: float = 120.0
@@ -106,7 +106,7 @@ class GatewayConfig:
         grace = duration("EDGEFLEET_GATEWAY_ONLINE_GRACE", "150s")
         limits = Limits(
             max_connections=int(number("EDGEFLEET_GATEWAY_MAX_CONNECTIONS", 0, 0, 1e6)),
-            max_handshakes=int(number("EDGEFLEET_GATEWAY_MAX_HANDSHAKES", 64, 1, 1e5)),
+            max_handshakes=int(number("EDGEFLEET_GATEWAY_MAX_HANDSHAKES", 256, 1, 1e5)),
             max_inflight=int(number("EDGEFLEET_GATEWAY_MAX_INFLIGHT", 256, 1, 1e5)),
             max_longpolls=int(number("EDGEFLEET_GATEWAY_MAX_LONGPOLLS", 16000, 1, 1e6)),
             handshake_timeout=number("EDGEFLEET_GATEWAY_HANDSHAKE_TIMEOUT", 10, 1, 300),
