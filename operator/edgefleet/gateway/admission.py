@@ -7,8 +7,9 @@
   agent backs off with jitter), so a storm degrades into retries, not a collapse.
 - Bodies are read with a size limit (``413`` before reading when ``Content-Length``
   says so) and a deadline (``408``), so a slow client cannot hold a handler.
-- :class:`ConnectionGate` caps open connections (the process's open-file limit is the
-  real ceiling) and counts them for ``/metrics``.
+- :class:`ConnectionGate` counts open connections for ``/metrics`` and drops any beyond
+  the cap once the handshake is done (a backstop: :mod:`edgefleet.gateway.accept`
+  enforces the cap, derived from the open-file limit, before the handshake).
 """
 
 from __future__ import annotations
@@ -150,16 +151,8 @@ class ConnectionGate:
         self.refused = 0
         self._metrics = metrics
         self._transports: set[asyncio.BaseTransport] = set()
-        self._handshaking: weakref.WeakSet[asyncio.Protocol] = weakref.WeakSet()
         self._raw: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
         self.closing = False
-
-    async def drain_handshakes(self, timeout: float) -> None:
-        """Wait (bounded) for TLS handshakes under way: each ends in a connection (then
-        dropped, since we are closing) or a failure."""
-        deadline = time.monotonic() + timeout
-        while self._handshaking and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
 
     def abort_all(self) -> None:
         """Drop every connection still open (the end of a shutdown)."""
@@ -184,10 +177,8 @@ class ConnectionGate:
                 self.inner = inner()
                 self.counted = False
                 self.transport: asyncio.BaseTransport | None = None
-                gate._handshaking.add(self)
 
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                gate._handshaking.discard(self)
                 if gate.closing or gate.open >= gate.limit:
                     gate.refused += 1
                     if isinstance(transport, asyncio.Transport):

@@ -232,7 +232,6 @@ async def serve(
         await runner.shutdown()  # answers open long-polls and closes connections
         await runner.cleanup()
         gate.abort_all()  # whatever did not finish its TLS shutdown
-        await gate.drain_handshakes(cfg.limits.handshake_timeout + 1)  # stuck ones time out
         await asyncio.sleep(0.1)  # let the aborted transports close their sockets
         for task in background:
             task.cancel()
