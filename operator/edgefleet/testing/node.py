@@ -47,6 +47,7 @@ __all__ = ["NODE_IP", "POD_CIDR", "Node", "node_unavailable"]
 
 NODE_IP = "10.88.0.1"
 POD_CIDR = "10.244.0.0/24"
+SERVICE_CIDR = "10.96.0.0/24"  # the control plane's --service-cluster-ip-range
 NODE_NAME = "edgefleet-node-0"
 _MASKED_SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
 
@@ -190,6 +191,9 @@ class Node:
             f"ip addr add {NODE_IP}/32 dev ef-node0",
             "ip link set ef-node0 up",
             "ip link set ef-node1 up",
+            # Service addresses are routable from the node itself, as on a real node
+            # (whose default route kube-proxy's OUTPUT rules then rewrite).
+            f"ip route add {SERVICE_CIDR} dev ef-node0",
             "sysctl -qw net.ipv4.ip_forward=1",
             "mkdir -p /run/netns /var/lib/cni",
             "mount -t tmpfs tmpfs /run/netns",
