@@ -114,16 +114,21 @@ def decide(w: World) -> Decision:
     if token is not None:
         p.retry_token = token
 
-    # The target: pinned once; a new version in spec pins again and starts over.
+    # The target: pinned once; a new version in spec pins again and starts a new attempt
+    # from the first step, out of an abort too. The attempt starts over at once, also
+    # while the new version is not built yet (Git commits model and rollout together):
+    # a step carried over from the old attempt would give the new version to every
+    # device at once, past its canary and its failure threshold.
     problem: plan.TargetProblemError | None = None
     if p.target is None or p.target.version != ro.spec.model.version:
+        if p.target is not None or p.step > 0:
+            p = Progress.fresh(at, retry_token=p.retry_token)
+            was_aborted = False
         try:
             pinned = plan.pin_target(ro, w.model)
         except plan.TargetProblemError as exc:
-            problem, p.target = exc, None
+            problem = exc
         else:
-            if p.target is not None:
-                p = Progress.fresh(at, retry_token=p.retry_token)
             p.target = pinned
             events.append(
                 Event(

@@ -125,7 +125,7 @@ def view(ctx: Context, device: EdgeDevice) -> DeviceView:
     """The view of ``device`` in ``ctx`` (pure)."""
     ro = ctx.rollout
     model, me = ro.spec.model.name, ro.metadata.name
-    memory = writes.rollback_entry(device, model, me)
+    memory = writes.rollback_entry(device, model, me, ctx.expected.get(device.spec.platform))
     name = device.metadata.name
     if ctx.target is None or not selection.matches(ro.spec.selector, device.metadata.labels):
         return DeviceView(device, "other", rollback=memory)

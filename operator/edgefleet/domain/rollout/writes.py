@@ -73,7 +73,12 @@ def assignment(device: EdgeDevice, workload: DesiredWorkload) -> DeviceWrite:
     model, rollout = workload.model, workload.rollout or ""
     replaced = next((w for w in st.desired if w.model == model), None)
     mine = next((p for p in st.previous if p.model == model and p.rollout == rollout), None)
-    memory = mine or PreviousWorkload(model=model, rollout=rollout, workload=replaced)
+    if mine is None or (replaced is not None and replaced.rollout == rollout):
+        # A new attempt of this rollout (a new version or config) over its last one
+        # remembers that one: an abort goes back one version, not to before the first.
+        memory = PreviousWorkload(model=model, rollout=rollout, workload=replaced)
+    else:
+        memory = mine
     desired = sorted([*(w for w in st.desired if w.model != model), workload], key=_model)
     previous = sorted([*(p for p in st.previous if p.model != model), memory], key=_model)
     return DeviceWrite(
@@ -86,12 +91,15 @@ def assignment(device: EdgeDevice, workload: DesiredWorkload) -> DeviceWrite:
     )
 
 
-def rollback_entry(device: EdgeDevice, model: str, rollout: str) -> PreviousWorkload | None:
-    """The memory a rollback of ``rollout`` would restore, if the device holds its version."""
+def rollback_entry(
+    device: EdgeDevice, model: str, rollout: str, expected: DesiredWorkload | None
+) -> PreviousWorkload | None:
+    """The memory a rollback of ``rollout`` would restore, if the device holds what this
+    attempt assigns (``expected``); what an earlier attempt left there stays."""
     st = _status(device)
     mine = next((p for p in st.previous if p.model == model and p.rollout == rollout), None)
     current = next((w for w in st.desired if w.model == model), None)
-    if mine is None or current is None or current.rollout != rollout:
+    if mine is None or current is None or current.rollout != rollout or current != expected:
         return None
     return mine
 
