@@ -34,6 +34,8 @@ import argparse
 import json
 import os
 import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -197,7 +199,9 @@ def baseline(cp: ControlPlane, ns: str, n: int, fleet: Fleet) -> tuple[float, fl
     return start, written, time.monotonic()
 
 
-def run(n: int, cp: ControlPlane, registry: LocalRegistry, work: Path) -> dict[str, float]:
+def run(
+    n: int, cp: ControlPlane, registry: LocalRegistry, work: Path, profile: Path | None = None
+) -> dict[str, float]:
     ns = f"bench-{n}"
     load0 = os.getloadavg()[0]
     cp.kubectl("create", "namespace", ns)
@@ -218,6 +222,13 @@ def run(n: int, cp: ControlPlane, registry: LocalRegistry, work: Path) -> dict[s
             what="operator start-up",
             alive=op.check_alive,
         )
+        spy = None
+        if profile is not None:  # py-spy (not a dependency: give its path in PY_SPY)
+            out = profile / f"operator-{n}.txt"
+            argv = [os.environ.get("PY_SPY", "py-spy"), "record", "--rate", "50",
+                    "--pid", str(op.process.pid), "--format", "raw", "--output", str(out),
+                    "--nonblocking"]  # fmt: skip
+            spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0, _ = _proc(op.process.pid)
         patches0, reports0 = _patches(cp), fleet.reports()
         t0 = time.monotonic()
@@ -231,7 +242,12 @@ def run(n: int, cp: ControlPlane, registry: LocalRegistry, work: Path) -> dict[s
         total = time.monotonic() - t0
         cpu1, hwm = _proc(op.process.pid)
         controller_writes = (_patches(cp) - patches0) - (fleet.reports() - reports0)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         op.stop()
+        if profile is not None:
+            shutil.copy(work / f"operator-{n}.log", profile / f"operator-{n}.log")
         revisions = sum(
             (d.get("status") or {}).get("desiredRevision", 0) for d in h.devices(api, ns)
         )
@@ -290,13 +306,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--devices", type=int, nargs="+", default=[1000])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy the operator; keep its log here"
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ControlPlane() as cp, LocalRegistry() as reg:
         cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
         for n in args.devices:
-            rows.append(run(n, cp, reg, Path(tmp)))
+            rows.append(run(n, cp, reg, Path(tmp), args.profile))
             print(json.dumps(rows[-1]), flush=True)
     text = table(rows)
     print(text)

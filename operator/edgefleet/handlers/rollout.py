@@ -77,6 +77,10 @@ IN_FLIGHT = 1000
 #: The least time between two passes, so a stream of watch events and write answers
 #: makes a few passes (and Rollout status writes) a second, not one per event.
 GAP = 0.1
+#: After a pass the loop rests this many times as long as the pass took (at least
+#: :data:`GAP`): passes over a large fleet take at most a fifth of a core, and the rest
+#: goes to the writers and the watch (the queued writes keep the API server busy).
+REST = 4.0
 
 
 @dataclass(frozen=True)
@@ -249,7 +253,9 @@ class RolloutController:
             in_flight=flying,
             memo=self._memos.setdefault(key, Memo()),
         )
+        began = time.thread_time()
         decision = decide(world)
+        spent = time.thread_time() - began  # CPU of this pass's decide
         if decision.status.phase == "Aborted":
             self._cancel(key)
         for write in decision.writes:
@@ -264,6 +270,9 @@ class RolloutController:
                 phase=decision.status.phase,
                 step=decision.status.current_step,
                 writes=applied,
+                in_flight=len(flying),
+                assessed=world.memo.assessed if world.memo else None,
+                decide_ms=round(spent * 1000, 1),
                 events=[e.reason for e in decision.events],
             )
 
@@ -340,11 +349,12 @@ class RolloutController:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=TICK)
             self.wake.clear()
+            began = time.monotonic()
             try:
                 await asyncio.to_thread(self.run_pass)
             except Exception:  # keep the loop alive; the next pass retries
                 log.exception("rollout loop pass failed")
-            await asyncio.sleep(GAP)
+            await asyncio.sleep(max(GAP, REST * (time.monotonic() - began)))
 
 
 _CACHE_ID = "rollout-cache"
