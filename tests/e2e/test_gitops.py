@@ -1,22 +1,34 @@
-"""Git commit → deploy through Flux: a commit that adds or bumps an InferenceModel is
-synced by Flux's own controllers and built and signed by the operator, and Flux's
-health verdict (``Kustomization`` with ``wait: true``, judged by kstatus) reads our
-kinds right: Ready only once the model is built; failed when the model is stalled;
-healthy again after ``git revert``."""
+"""Git commit → deploy through Flux, with Flux's own controllers (source-controller,
+kustomize-controller) syncing a Git repository served over HTTP, the operator process
+building, signing and rolling out, and devices on the real device path: a gateway
+replica (mTLS, signed desired-state documents, reports → EdgeDevice status) and five
+enrolled simulated agents (tests/e2e/gitops_devices.py) that verify every document.
+
+- A model commit is built; Flux's verdict (``Kustomization`` with ``wait: true``,
+  judged by kstatus) is Ready only once the model is; failed when it is stalled.
+- Commit → sync → build → canary → every device runs the version → Flux healthy; a
+  bump goes out the same way; ``git revert`` brings the devices back. Timings printed.
+- A version whose probe fails on the devices: its canary fails, the Rollout aborts and
+  rolls the wave back, Flux reports the failure; ``git revert`` heals it.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from edgefleet.testing.flux import Flux
 from edgefleet.testing.gitserver import GitServer, git
 from edgefleet.testing.models import make_mlp
-from edgefleet.testing.procs import wait_until
+from edgefleet.testing.procs import ServiceError, wait_until
+from tests.e2e.gitops_devices import devices
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +37,16 @@ def flux(crds) -> Iterator[Flux]:
         yield f
 
 
-def _model_doc(name: str, version: str, url: str, sha: str) -> dict:
+def _model_doc(
+    name: str, version: str, url: str, sha: str, platforms: tuple[str, ...] = ("linux/amd64",)
+) -> dict:
     return {
         "apiVersion": "edgefleet.io/v1alpha1",
         "kind": "InferenceModel",
         "metadata": {"name": name},
         "spec": {
             "version": version,
-            "platforms": ["linux/amd64"],
+            "platforms": list(platforms),
             "source": {"url": {"url": url, "sha256": sha}},
         },
     }
@@ -59,12 +73,13 @@ def _model_ready(cp, ns: str, name: str) -> str:
 
 
 def test_commit_deploys_and_flux_judges_health(
-    crds, namespace, operator, flux, model_files, tmp_path, unique
+    crds, namespace, operator, flux, model_files, tmp_path, unique, request
 ):
     directory, base_url = model_files
     fixture = make_mlp(directory / f"gitops-{unique}.onnx", target_bytes=32 * 1024, seed=7)
     url = f"{base_url}/gitops-{unique}.onnx"
     name, sync = "detector", f"fleet-{unique}"
+    request.addfinalizer(lambda: flux.delete_sync(sync))
     with GitServer() as server:
         repo_url = server.create("fleet")
         work = server.clone("fleet", tmp_path / "work")
@@ -137,6 +152,119 @@ def test_commit_deploys_and_flux_judges_health(
         assert spec["version"] == "1.0.0"
 
 
+# -- commit → devices, through the real device path ---------------------------------
+
+PLATFORMS = ("linux/amd64", "linux/arm64")
+FLEET = ["linux/amd64"] * 3 + ["linux/arm64"] * 2  # a canary of 40% is two devices
+
+
+class _GitOps:
+    """One Git repository synced by Flux into ``namespace``, the model weights of each
+    version, the devices, and the timings of each deploy."""
+
+    def __init__(self, crds, namespace, operator, flux, fleet, server, work, sync) -> None:
+        self.crds, self.ns, self.operator, self.flux = crds, namespace, operator, flux
+        self.devices, self.work, self.sync = fleet, work, sync
+        self.repo_url = f"{server.base_url}/fleet.git"
+        self.api = client.CustomObjectsApi(fleet.fleet.api)
+        self.weights: dict[str, tuple[str, str]] = {}
+        self.timings: dict[str, float] = {}
+
+    def get(self, plural: str) -> dict[str, Any]:
+        try:
+            obj: dict[str, Any] = self.api.get_namespaced_custom_object(
+                "edgefleet.io", "v1alpha1", self.ns, plural, "detector"
+            )
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            return {"metadata": {}, "spec": {}}
+        return obj
+
+    def commit(self, version: str) -> str:
+        return _commit(self.work, f"detector {version}", {
+            "fleet/kustomization.yaml": {"resources": ["model.yaml", "rollout.yaml"]},
+            "fleet/model.yaml": _model_doc("detector", version, *self.weights[version],
+                                           platforms=PLATFORMS),
+            "fleet/rollout.yaml": _rollout_doc(version),
+        })  # fmt: skip
+
+    def revert(self) -> str:
+        git(self.work, "revert", "--no-edit", "HEAD")
+        git(self.work, "push", "--quiet", "origin", "main")
+        return git(self.work, "rev-parse", "HEAD")
+
+    def digests(self, version: str) -> dict[str, str] | None:
+        """The per-platform digests of ``version`` once the model is built and signed."""
+        model = self.get("inferencemodels")
+        status = model.get("status") or {}
+        built = (
+            model["spec"].get("version") == version
+            and status.get("observedGeneration") == model["metadata"].get("generation")
+            and _condition(model, "Ready") == "True"
+        )
+        return {i["platform"]: i["digest"] for i in status.get("images", [])} if built else None
+
+    def rollout_done(self, version: str) -> bool:
+        ro = self.get("rollouts")
+        status = ro.get("status") or {}
+        return (
+            status.get("observedGeneration") == ro["metadata"].get("generation")
+            and (status.get("target") or {}).get("version") == version
+            and status.get("phase") == "Completed"
+        )
+
+    def deployed(
+        self, revision: str, version: str, started: float, label: str, *, canary: bool = True
+    ) -> None:
+        """Wait until ``revision`` is on every device and Flux calls it healthy; record
+        when each step was first seen. Flux must never be healthy before the devices.
+        ``canary``: every device gets a new document, two of them first."""
+        marks: dict[str, float] = {}
+        digests: dict[str, str] | None = None
+        polls: list[float] = []
+
+        def check() -> bool:
+            nonlocal digests
+
+            def mark(step: str) -> None:
+                marks.setdefault(step, time.monotonic() - started)
+
+            self.flux.check_alive()
+            status, _, _, applied = self.flux.ready(self.sync)
+            if self.get("rollouts")["spec"].get("model", {}).get("version") == version:
+                mark("flux: commit applied")
+            digests = digests or self.digests(version)
+            if digests is not None:
+                mark("build: model built and signed")
+            if all(s.holds() == version for s in self.devices.sims):
+                mark("rollout: every device holds the signed document")
+            on = digests is not None and self.devices.on(version, digests)
+            if on:
+                mark("rollout: every device runs it (EdgeDevice Healthy, Ready)")
+            done = on and self.rollout_done(version)
+            if done:
+                mark("rollout: Rollout Completed")
+            healthy = status == "True" and revision in applied
+            if healthy:
+                assert done, "Flux called the sync healthy before every device ran the version"
+                mark("flux: Kustomization Ready (wait: true)")
+            polls.append(time.monotonic())
+            return healthy
+
+        wait_until(check, timeout=420, interval=0.5, what=f"{label} deployed",
+                   alive=self.operator.service.check_alive)  # fmt: skip
+        # The canary: two devices got the version first; the other three only after
+        # those two had been healthy for minHealthyDuration (2 s, read at 1 s steps).
+        if canary:
+            got = sorted(s.offered_since(version, started) or 0.0 for s in self.devices.sims)
+            assert got[2] - got[1] >= 0.9, ("no canary wave", got)
+        for key, value in sorted(marks.items(), key=lambda kv: kv[1]):
+            self.timings[f"{label}: {key}"] = value
+        gaps = [b - a for a, b in itertools.pairwise(polls)] or [0.0]
+        self.timings[f"{label}: (longest gap between polls)"] = max(gaps)
+
+
 def _rollout_doc(version: str) -> dict:
     return {
         "apiVersion": "edgefleet.io/v1alpha1",
@@ -145,98 +273,117 @@ def _rollout_doc(version: str) -> dict:
         "spec": {
             "model": {"name": "detector", "version": version},
             "selector": {"matchLabels": {"site": "berlin"}},
-            "healthGate": {"minHealthyDuration": "1s"},
+            "canary": {"steps": [{"setWeight": 40}]},
+            "healthGate": {"minHealthyDuration": "2s"},
             "maxUnavailable": "100%",
         },
     }
 
 
-def _desired_versions(cp, ns: str) -> set[str | None]:
-    items = json.loads(cp.kubectl("get", "edgedevices", "-n", ns, "-o", "json").stdout)["items"]
-    versions = set()
-    for dev in items:
-        desired = [
-            w for w in (dev.get("status") or {}).get("desired", []) if w["model"] == "detector"
-        ]
-        versions.add(desired[0]["version"] if desired else None)
-    return versions
+def _condition(obj: dict, type_: str) -> str:
+    conds = (obj.get("status") or {}).get("conditions") or []
+    return next((c["status"] for c in conds if c["type"] == type_), "Unknown")
+
+
+@pytest.fixture
+def gitops(crds, namespace, operator, flux, model_files, tmp_path, unique) -> Iterator[_GitOps]:
+    """The operator (builds and rollouts), a gateway and five enrolled devices, a Git
+    server whose repository Flux syncs into ``namespace``; versions 1.0.0, 1.1.0 and
+    2.0.0 of the model's weights on the file server."""
+    directory, base_url = model_files
+    sync = f"devices-{unique}"
+    with devices(crds, namespace, FLEET) as fleet, GitServer() as server:
+        server.create("fleet")
+        work = server.clone("fleet", tmp_path / "work")
+        world = _GitOps(crds, namespace, operator, flux, fleet, server, work, sync)
+        for version, seed in (("1.0.0", 21), ("1.1.0", 22), ("2.0.0", 23)):
+            path = directory / f"dev-{unique}-{seed}.onnx"
+            weights = make_mlp(path, target_bytes=32 * 1024, seed=seed)
+            world.weights[version] = (f"{base_url}/{path.name}", weights.sha256)
+        try:
+            yield world
+        finally:
+            flux.delete_sync(sync)
+
+
+def _print_timings(capsys, timings: dict[str, float]) -> None:
+    with capsys.disabled():
+        print()
+        for key, value in timings.items():
+            print(f"  {key}: {value:.1f} s")
 
 
 @pytest.mark.timeout(900)
-def test_commit_rolls_out_to_devices_and_revert_rolls_back(
-    crds, namespace, operator, flux, model_files, tmp_path, unique, capsys
-):
-    """Commit → Flux sync → build → rollout to devices; `git revert` → devices back.
-    Devices are the fake fleet (tests/e2e/rollout_helpers.py), which plays gateway and
-    agents; the device path itself is tested with the real gateway and agents elsewhere."""
-    from tests.e2e.rollout_helpers import fleet
+def test_commit_rolls_out_to_devices_and_revert_rolls_back(gitops, capsys):
+    """Commit → Flux sync → build → canary to real-path devices → Flux healthy; a bump
+    goes out the same way; ``git revert`` brings every device back."""
+    started = time.monotonic()
+    first = gitops.commit("1.0.0")
+    gitops.flux.apply_sync(gitops.sync, gitops.repo_url, "./fleet", gitops.ns, timeout="5m")
+    gitops.deployed(first, "1.0.0", started, "first commit (1.0.0)")
+    started = time.monotonic()
+    gitops.deployed(gitops.commit("1.1.0"), "1.1.0", started, "bump to 1.1.0")
+    started = time.monotonic()
+    gitops.deployed(gitops.revert(), "1.0.0", started, "git revert")
+    assert gitops.get("rollouts")["spec"]["model"]["version"] == "1.0.0"
+    for sim in gitops.devices.sims:  # each device ran 1.0.0, 1.1.0, then 1.0.0 again
+        assert sim.ran == ["1.0.0", "1.1.0", "1.0.0"], (sim.name, sim.ran)
+    _print_timings(capsys, gitops.timings)
 
-    directory, base_url = model_files
-    models = {}
-    for version, seed in (("1.0.0", 21), ("1.1.0", 22)):
-        f = make_mlp(directory / f"roll-{unique}-{seed}.onnx", target_bytes=32 * 1024, seed=seed)
-        models[version] = (f"{base_url}/roll-{unique}-{seed}.onnx", f.sha256)
-    sync = f"roll-{unique}"
-    timings: dict[str, float] = {}
-    with fleet(crds, namespace, amd=5, arm=0) as devices, GitServer() as server:
-        del devices
-        repo_url = server.create("fleet")
-        work = server.clone("fleet", tmp_path / "work")
 
-        def commit(version: str) -> str:
-            return _commit(work, f"detector {version}", {
-                "fleet/kustomization.yaml": {"resources": ["model.yaml", "rollout.yaml"]},
-                "fleet/model.yaml": _model_doc("detector", version, *models[version]),
-                "fleet/rollout.yaml": _rollout_doc(version),
-            })  # fmt: skip
+@pytest.mark.timeout(900)
+def test_broken_version_aborts_flux_fails_and_revert_heals(gitops, capsys):
+    """A commit of a version whose probe fails on the devices: the canary fails, the
+    Rollout aborts and rolls its wave back, Flux's Kustomization reports the failure;
+    the other devices never receive it. ``git revert`` makes Flux healthy again."""
+    started = time.monotonic()
+    first = gitops.commit("1.0.0")
+    gitops.flux.apply_sync(gitops.sync, gitops.repo_url, "./fleet", gitops.ns, timeout="5m")
+    gitops.deployed(first, "1.0.0", started, "first commit (1.0.0)")
+    v1 = gitops.digests("1.0.0")
+    assert v1 is not None
+    for sim in gitops.devices.sims:
+        sim.broken.add("2.0.0")
+    started = time.monotonic()
+    bad = gitops.commit("2.0.0")
+    seen: dict[str, Any] = {}
 
-        def deployed(revision: str, version: str, started: float, label: str) -> None:
-            marks: dict[str, float] = {}
+    def flux_failed() -> bool:
+        gitops.flux.check_alive()
+        status, reason, message, _ = gitops.flux.ready(gitops.sync)
+        ro = gitops.get("rollouts")
+        if (ro.get("status") or {}).get("phase") == "Aborted":
+            seen.setdefault("rollout: Rollout Aborted", time.monotonic() - started)
+        seen.update(status=status, reason=reason, message=message)
+        return status == "False" and f"Rollout/{gitops.ns}/detector" in message
 
-            def check() -> bool:
-                flux.check_alive()
-                status, _, _, applied = flux.ready(sync)
-                now = time.monotonic() - started
-                got = crds.kubectl("get", "inferencemodels.edgefleet.io", "detector",
-                                   "-n", namespace, "-o", "json", check=False)  # fmt: skip
-                model = json.loads(got.stdout) if got.returncode == 0 else {"spec": {}}
-                if model["spec"].get("version") == version:
-                    marks.setdefault("1 Flux applied the commit", now)
-                    built = (model.get("status") or {}).get("observedGeneration") == model[
-                        "metadata"
-                    ]["generation"] and _model_ready(crds, namespace, "detector") == "True"
-                    if built:
-                        marks.setdefault("2 model built and signed", now)
-                if _desired_versions(crds, namespace) == {version}:
-                    marks.setdefault("3 every device assigned", now)
-                done = status == "True" and revision in applied
-                if done:
-                    marks.setdefault("4 devices Ready and Flux healthy", now)
-                return done
-
-            wait_until(check, timeout=420, interval=0.5, what=f"{label} deployed",
-                       alive=operator.service.check_alive)  # fmt: skip
-            for key, value in marks.items():
-                timings[f"{label}: {key}"] = value
-
-        started = time.monotonic()
-        first = commit("1.0.0")
-        flux.apply_sync(sync, repo_url, "./fleet", namespace, timeout="5m")
-        deployed(first, "1.0.0", started, "first commit (1.0.0)")
-        started = time.monotonic()
-        second = commit("1.1.0")
-        deployed(second, "1.1.0", started, "bump to 1.1.0")
-        started = time.monotonic()
-        git(work, "revert", "--no-edit", "HEAD")
-        git(work, "push", "--quiet", "origin", "main")
-        deployed(git(work, "rev-parse", "HEAD"), "1.0.0", started, "git revert")
-        rollout = json.loads(
-            crds.kubectl(
-                "get", "rollouts.edgefleet.io", "detector", "-n", namespace, "-o", "json"
-            ).stdout
-        )
-        assert rollout["spec"]["model"]["version"] == "1.0.0"
-        assert rollout["status"]["phase"] == "Completed"
+    try:
+        wait_until(flux_failed, timeout=120, interval=0.5, what="Flux to report the failure",
+                   alive=gitops.operator.service.check_alive)  # fmt: skip
+    except ServiceError as exc:
+        status = gitops.get("rollouts").get("status")
+        devs = [(d["metadata"]["name"], d.get("status")) for d in gitops.devices.edgedevices()]
+        raise AssertionError(f"Flux: {seen}\nRollout: {status}\nDevices: {devs}") from exc
+    gitops.timings["broken 2.0.0: flux: Kustomization failed"] = time.monotonic() - started
+    if "rollout: Rollout Aborted" in seen:
+        gitops.timings["broken 2.0.0: rollout: Rollout Aborted"] = seen["rollout: Rollout Aborted"]
     with capsys.disabled():
-        for key, value in timings.items():
-            print(f"  {key}: {value:.1f} s")
+        print(f"\n  Flux Ready={seen['status']} reason={seen['reason']}: {seen['message']}")
+    assert seen["reason"] == "HealthCheckFailed", seen
+    assert "failed early due to stalled resources" in seen["message"], seen  # not a timeout
+    ro = gitops.get("rollouts")
+    assert ro["status"]["phase"] == "Aborted", ro["status"]
+    aborted = next(c for c in ro["status"]["conditions"] if c["type"] == "Aborted")
+    assert aborted["reason"] == "FailureThresholdExceeded", aborted
+    # The canary wave went back to 1.0.0; nobody ever stopped running 1.0.0.
+    wait_until(lambda: gitops.devices.on("1.0.0", v1), timeout=60, interval=0.5,
+               what="every device back on 1.0.0")  # fmt: skip
+    offered = [s.name for s in gitops.devices.sims if "2.0.0" in s.offered]
+    assert len(offered) == 2, offered  # the 40% canary of five devices
+    for sim in gitops.devices.sims:
+        assert sim.ran == ["1.0.0"], (sim.name, sim.ran)
+    assert bad in gitops.flux.kustomization(gitops.sync)["status"].get("lastAttemptedRevision", "")
+    # git revert: Flux applies 1.0.0 again, the Rollout completes, Flux is healthy.
+    started = time.monotonic()
+    gitops.deployed(gitops.revert(), "1.0.0", started, "git revert of 2.0.0", canary=False)
+    _print_timings(capsys, gitops.timings)

@@ -141,6 +141,14 @@ class Flux:
         for doc in docs:
             self.cp.kubectl("apply", "-f", "-", input_text=json.dumps(doc))
 
+    def delete_sync(self, name: str) -> None:
+        """Remove what :meth:`apply_sync` made (the Kustomization first: no prune runs
+        against a source that is going away). Absent objects are fine."""
+        for kind in ("kustomization", "gitrepository"):
+            self.cp.kubectl(
+                "delete", kind, name, "-n", FLUX_NS, "--ignore-not-found", "--wait=false"
+            )
+
     def kustomization(self, name: str) -> dict[str, Any]:
         out = self.cp.kubectl("get", "kustomization", name, "-n", FLUX_NS, "-o", "json")
         result: dict[str, Any] = json.loads(out.stdout)
