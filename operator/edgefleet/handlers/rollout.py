@@ -77,9 +77,11 @@ IN_FLIGHT = 1000
 #: The least time between two passes, so a stream of watch events and write answers
 #: makes a few passes (and Rollout status writes) a second, not one per event.
 GAP = 0.1
-#: After a pass the loop rests this many times as long as the pass took (at least
-#: :data:`GAP`): passes over a large fleet take at most a fifth of a core, and the rest
-#: goes to the writers and the watch (the queued writes keep the API server busy).
+#: After a pass the loop rests this many times the pass's own CPU time (at least
+#: :data:`GAP`, at most :data:`TICK`): passes over a large fleet take at most a fifth
+#: of a core, the rest goes to the writers and the watch, and the queue of writes
+#: (:data:`IN_FLIGHT`, several seconds of the API server's work) never runs dry. CPU
+#: time, not wall time: a pass waiting for the GIL or for its status write is not work.
 REST = 4.0
 
 
@@ -349,12 +351,18 @@ class RolloutController:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=TICK)
             self.wake.clear()
-            began = time.monotonic()
+            spent = 0.0
             try:
-                await asyncio.to_thread(self.run_pass)
+                spent = await asyncio.to_thread(self._timed_pass)
             except Exception:  # keep the loop alive; the next pass retries
                 log.exception("rollout loop pass failed")
-            await asyncio.sleep(max(GAP, REST * (time.monotonic() - began)))
+            await asyncio.sleep(min(TICK, max(GAP, REST * spent)))
+
+    def _timed_pass(self) -> float:
+        """:meth:`run_pass`; the CPU seconds it took."""
+        began = time.thread_time()
+        self.run_pass()
+        return time.thread_time() - began
 
 
 _CACHE_ID = "rollout-cache"
