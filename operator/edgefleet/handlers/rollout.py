@@ -18,15 +18,11 @@ annotation (``kubectl edgefleet rollout retry``). A pass is ``decide`` on
 a snapshot of the cache, then the device writes (server-side apply, field manager
 ``edgefleet-rollouts``), then the status, then the Events.
 
-Writes are pipelined: a pass hands its device writes to a pool of :data:`WRITERS`
-and ends without waiting for them, so the next pass decides while the API server
-answers. A device stays *in flight* from the moment its write is queued until its
-answer is in the cache (the cache takes every write's answer at once, and never an
-older resourceVersion than it holds); ``decide`` counts in-flight devices as assigned
-and never writes them again, so no device is written twice. At most
-:data:`IN_FLIGHT` writes are queued at once; an aborted rollout's queued assignments
-are cancelled. A write that fails with an API error is decided again by a later pass;
-any other exception fails that rollout's next pass (typed, with backoff). Each
+Writes are pipelined (:mod:`edgefleet.handlers.rolloutwrites`): a pass queues its
+device writes and ends without waiting for them, so the next pass decides while the
+API server answers; devices still in flight are counted as assigned and never written
+again (the cache takes every write's answer before the device leaves the in-flight
+set, and never an older resourceVersion than it holds). Each
 rollout keeps a :class:`~edgefleet.domain.rollout.views.Memo`, so a pass re-assesses
 only the devices whose resourceVersion changed. After a restart the list at start-up
 restores the same view.
@@ -41,25 +37,23 @@ import functools
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
 import structlog
-from kubernetes import client
 
 from edgefleet.api import GROUP, VERSION
 from edgefleet.api.rollout import Rollout, RolloutStatus
 from edgefleet.clients.rolloutapi import RolloutApi
 from edgefleet.domain.failures import Failure
-from edgefleet.domain.rollout import DeviceWrite, Event, World, decide, report
+from edgefleet.domain.rollout import Event, World, decide, report
 from edgefleet.domain.rollout.views import Memo
 from edgefleet.handlers.reconcile import EventSink, ObjectRef, Pass
 from edgefleet.handlers.rolloutcache import KINDS, FleetCache, Key
+from edgefleet.handlers.rolloutwrites import IN_FLIGHT, WRITERS, Writes
 
 __all__ = ["IN_FLIGHT", "WRITERS", "Backoff", "FleetCache", "RolloutController", "register"]
 
@@ -67,13 +61,6 @@ log = structlog.get_logger("edgefleet.rollouts")
 
 #: The longest a time-based gate waits past its moment.
 TICK = 1.0
-#: Concurrent device writes (the API client's connection pool must be at least this).
-#: Assignment is bound by the API server's latency per apply, not by the operator's CPU
-#: (profiled: the writers wait on responses), so many small writes go out at once; far
-#: below the API server's default --max-mutating-requests-inflight (200).
-WRITERS = 32
-#: Device writes queued at once (over all rollouts): the next pass overlaps these.
-IN_FLIGHT = 1000
 #: The least time between two passes, so a stream of watch events and write answers
 #: makes a few passes (and Rollout status writes) a second, not one per event.
 GAP = 0.1
@@ -83,15 +70,6 @@ GAP = 0.1
 #: (:data:`IN_FLIGHT`, several seconds of the API server's work) never runs dry. CPU
 #: time, not wall time: a pass waiting for the GIL or for its status write is not work.
 REST = 4.0
-
-
-@dataclass(frozen=True)
-class _Flight:
-    """A queued or running device write: whose it is, and its future."""
-
-    rollout: Key
-    kind: str
-    future: Future[bool]
 
 
 RolloutPass = Pass[RolloutStatus]
@@ -122,11 +100,11 @@ class RolloutController:
         self.wake = asyncio.Event()
         #: Rollouts whose last pass failed: generation, failed passes, next attempt.
         self.backoff: dict[Key, Backoff] = {}
-        # Device writes go out in parallel (distinct objects), overlapping the next pass.
-        self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="rollout-write")
-        self._lock = threading.Lock()
-        self._flying: dict[Key, _Flight] = {}  # device -> its queued or running write
-        self._broken: dict[Key, BaseException] = {}  # rollout -> a write's unexpected error
+        self.writes = Writes(
+            lambda write: self.api.apply_device(write),
+            lambda body: self.cache.put("edgedevices", body),
+            self._poke,
+        )
         self._memos: dict[Key, Memo] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -143,23 +121,11 @@ class RolloutController:
 
     def in_flight(self) -> int:
         """Device writes queued or running."""
-        with self._lock:
-            return len(self._flying)
+        return self.writes.in_flight()
 
     def drain(self, timeout: float | None = None) -> None:
         """Wait until every queued device write has its answer (tests, shutdown)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                futures = [f.future for f in self._flying.values()]
-            if not futures:
-                return
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(f"{len(futures)} device writes still in flight")
-            for future in futures:
-                with contextlib.suppress(Exception):
-                    future.exception(timeout=left)
+        self.writes.drain(timeout)
 
     def run_pass(self) -> None:
         """One pass over every Rollout (refused ones get their failure as status)."""
@@ -235,10 +201,8 @@ class RolloutController:
     def _step(self, p: RolloutPass, ro: Rollout) -> None:
         ns, model_name = p.ref.namespace, ro.spec.model.name
         key = (ns, p.ref.name)
-        with self._lock:  # before the devices: an answered write is in the cache by then
-            broken = self._broken.pop(key, None)
-            flying = frozenset(n for (n_ns, n) in self._flying if n_ns == ns)
-            room = max(0, IN_FLIGHT - len(self._flying))
+        # Before the devices: a write no longer in flight has its answer in the cache.
+        broken, flying, room = self.writes.snapshot(key)
         if broken is not None:
             raise broken
         world = World(
@@ -259,9 +223,9 @@ class RolloutController:
         decision = decide(world)
         spent = time.thread_time() - began  # CPU of this pass's decide
         if decision.status.phase == "Aborted":
-            self._cancel(key)
+            self.writes.cancel(key)
         for write in decision.writes:
-            self._submit(key, write, p.log)
+            self.writes.submit(key, write, p.log)
         applied = len(decision.writes)
         p.status = decision.status
         for event in decision.events:
@@ -278,58 +242,15 @@ class RolloutController:
                 events=[e.reason for e in decision.events],
             )
 
-    def _submit(self, rollout: Key, write: DeviceWrite, bound: Any) -> None:
-        device = (write.namespace, write.name)
-        with self._lock:
-            if device in self._flying:  # decide never does this; the guard makes it certain
-                return
-            future = self._pool.submit(self._apply, rollout, write, bound)
-            self._flying[device] = _Flight(rollout, write.kind, future)
-        future.add_done_callback(lambda done: self._landed(device, done))
-
-    def _landed(self, device: Key, done: Future[bool]) -> None:
-        with self._lock:
-            self._flying.pop(device, None)
-        if not done.cancelled() and done.exception() is None and done.result():
-            self._poke()  # a failed write waits for the next tick, not the next gap
-
     def stop(self) -> None:
         """Cancel the device writes that have not started (operator shutdown)."""
-        with self._lock:
-            queued = [f.future for f in self._flying.values()]
-        for future in queued:
-            future.cancel()
-
-    def _cancel(self, rollout: Key) -> None:
-        """Cancel the aborted rollout's assignments that have not started yet."""
-        with self._lock:
-            queued = [f.future for f in self._flying.values()
-                      if f.rollout == rollout and f.kind == "assign"]  # fmt: skip
-        for future in queued:
-            future.cancel()
+        self.writes.cancel()
 
     def _poke(self) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop is shutting down
                 loop.call_soon_threadsafe(self.wake.set)
-
-    def _apply(self, rollout: Key, write: DeviceWrite, bound: Any) -> bool:
-        try:
-            self.cache.put("edgedevices", self.api.apply_device(write))
-        except client.ApiException as exc:  # a later pass decides the device again
-            bound.warning(
-                "device write failed, retrying next pass",
-                device=write.name,
-                write=write.kind,
-                status=exc.status,
-            )
-            return False
-        except Exception as exc:  # the rollout's next pass fails with it (typed)
-            with self._lock:
-                self._broken.setdefault(rollout, exc)
-            raise
-        return True
 
     def _write_status(self, ref: ObjectRef, status: RolloutStatus) -> None:
         self.cache.put("rollouts", self.api.apply_status(ref.namespace, ref.name, status))
