@@ -136,7 +136,7 @@ class SimDevice:
     namespace: str
     name: str
     platform: str = "linux/arm64"
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="simdev-")))
+    workdir: Path | None = None  # where the key is written to load it; None: a temp dir, removed
     instance_id: str = field(default_factory=lambda: secrets.token_hex(16))
     healthy: bool = True
     key: ec.EllipticCurvePrivateKey = field(
@@ -167,19 +167,27 @@ class SimDevice:
             ctx.verify_mode = ssl.CERT_NONE
         if client_cert:
             assert self.cert_pem is not None
-            cert, key = self.workdir / f"{self.name}.crt", self.workdir / f"{self.name}.key"
-            cert.write_bytes(self.cert_pem)
-            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(
-                    self.key.private_bytes(
-                        serialization.Encoding.PEM,
-                        serialization.PrivateFormat.PKCS8,
-                        serialization.NoEncryption(),
-                    )
-                )
-            ctx.load_cert_chain(cert, key)
+            if self.workdir is not None:
+                self._load_chain(ctx, self.workdir)
+            else:  # the context keeps what it loaded: the files need not outlive this
+                with tempfile.TemporaryDirectory(prefix="simdev-") as tmp:
+                    self._load_chain(ctx, Path(tmp))
         return ctx
+
+    def _load_chain(self, ctx: ssl.SSLContext, where: Path) -> None:
+        assert self.cert_pem is not None
+        cert, key = where / f"{self.name}.crt", where / f"{self.name}.key"
+        cert.write_bytes(self.cert_pem)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(
+                self.key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+        ctx.load_cert_chain(cert, key)
 
     def connection(self) -> _Connection:
         if self._conn is None:
