@@ -200,7 +200,12 @@ def baseline(cp: ControlPlane, ns: str, n: int, fleet: Fleet) -> tuple[float, fl
 
 
 def run(
-    n: int, cp: ControlPlane, registry: LocalRegistry, work: Path, profile: Path | None = None
+    n: int,
+    cp: ControlPlane,
+    registry: LocalRegistry,
+    work: Path,
+    profile: Path | None = None,
+    logs: Path | None = None,
 ) -> dict[str, float]:
     ns = f"bench-{n}"
     load0 = os.getloadavg()[0]
@@ -246,8 +251,8 @@ def run(
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         op.stop()
-        if profile is not None:
-            shutil.copy(work / f"operator-{n}.log", profile / f"operator-{n}.log")
+        for keep in {profile, logs} - {None}:
+            shutil.copy(work / f"operator-{n}.log", Path(str(keep)) / f"operator-{n}.log")
         revisions = sum(
             (d.get("status") or {}).get("desiredRevision", 0) for d in h.devices(api, ns)
         )
@@ -309,13 +314,14 @@ def main() -> int:
     parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy the operator; keep its log here"
     )
+    parser.add_argument("--logs", type=Path, default=None, help="keep the operator's log here")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ControlPlane() as cp, LocalRegistry() as reg:
         cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
         for n in args.devices:
-            rows.append(run(n, cp, reg, Path(tmp), args.profile))
+            rows.append(run(n, cp, reg, Path(tmp), args.profile, args.logs))
             print(json.dumps(rows[-1]), flush=True)
     text = table(rows)
     print(text)
