@@ -14,7 +14,6 @@ enrolled simulated agents (tests/e2e/gitops_devices.py) that verify every docume
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -22,44 +21,20 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
 from edgefleet.testing.flux import Flux
 from edgefleet.testing.gitserver import GitServer, git
 from edgefleet.testing.models import make_mlp
 from edgefleet.testing.procs import ServiceError, wait_until
+from tests.conftest import ROOT
 from tests.e2e.gitops_devices import devices
+from tests.e2e.gitops_world import FLEET, GitOps, argocd_health, commit, model_doc
 
 
 @pytest.fixture(scope="module")
 def flux(crds) -> Iterator[Flux]:
     with Flux(crds) as f:
         yield f
-
-
-def _model_doc(
-    name: str, version: str, url: str, sha: str, platforms: tuple[str, ...] = ("linux/amd64",)
-) -> dict:
-    return {
-        "apiVersion": "edgefleet.io/v1alpha1",
-        "kind": "InferenceModel",
-        "metadata": {"name": name},
-        "spec": {
-            "version": version,
-            "platforms": list(platforms),
-            "source": {"url": {"url": url, "sha256": sha}},
-        },
-    }
-
-
-def _commit(work, message: str, files: dict[str, dict]) -> str:
-    for rel, doc in files.items():
-        (work / rel).parent.mkdir(parents=True, exist_ok=True)
-        (work / rel).write_text(yaml.safe_dump(doc))
-    git(work, "add", "-A")
-    git(work, "commit", "--quiet", "-m", message)
-    git(work, "push", "--quiet", "origin", "main")
-    return git(work, "rev-parse", "HEAD")
 
 
 def _model_ready(cp, ns: str, name: str) -> str:
@@ -83,9 +58,9 @@ def test_commit_deploys_and_flux_judges_health(
     with GitServer() as server:
         repo_url = server.create("fleet")
         work = server.clone("fleet", tmp_path / "work")
-        first = _commit(work, "detector 1.0.0", {
+        first = commit(work, "detector 1.0.0", {
             "fleet/kustomization.yaml": {"resources": ["model.yaml"]},
-            "fleet/model.yaml": _model_doc(name, "1.0.0", url, fixture.sha256),
+            "fleet/model.yaml": model_doc(name, "1.0.0", url, fixture.sha256),
         })  # fmt: skip
         flux.apply_sync(sync, repo_url, "./fleet", namespace, timeout="3m")
 
@@ -120,8 +95,8 @@ def test_commit_deploys_and_flux_judges_health(
         assert flux_ready_at >= model_ready_at, (flux_ready_at, model_ready_at)  # RFC 3339, UTC
 
         # A commit whose model can never build (wrong sha256) fails Flux's health check.
-        bad = _commit(work, "detector 1.1.0 (wrong hash)", {
-            "fleet/model.yaml": _model_doc(name, "1.1.0", url, "0" * 64),
+        bad = commit(work, "detector 1.1.0 (wrong hash)", {
+            "fleet/model.yaml": model_doc(name, "1.1.0", url, "0" * 64),
         })  # fmt: skip
 
         def failed() -> bool:
@@ -152,141 +127,8 @@ def test_commit_deploys_and_flux_judges_health(
         assert spec["version"] == "1.0.0"
 
 
-# -- commit → devices, through the real device path ---------------------------------
-
-PLATFORMS = ("linux/amd64", "linux/arm64")
-FLEET = ["linux/amd64"] * 3 + ["linux/arm64"] * 2  # a canary of 40% is two devices
-
-
-class _GitOps:
-    """One Git repository synced by Flux into ``namespace``, the model weights of each
-    version, the devices, and the timings of each deploy."""
-
-    def __init__(self, crds, namespace, operator, flux, fleet, server, work, sync) -> None:
-        self.crds, self.ns, self.operator, self.flux = crds, namespace, operator, flux
-        self.devices, self.work, self.sync = fleet, work, sync
-        self.repo_url = f"{server.base_url}/fleet.git"
-        self.api = client.CustomObjectsApi(fleet.fleet.api)
-        self.weights: dict[str, tuple[str, str]] = {}
-        self.timings: dict[str, float] = {}
-
-    def get(self, plural: str) -> dict[str, Any]:
-        try:
-            obj: dict[str, Any] = self.api.get_namespaced_custom_object(
-                "edgefleet.io", "v1alpha1", self.ns, plural, "detector"
-            )
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            return {"metadata": {}, "spec": {}}
-        return obj
-
-    def commit(self, version: str) -> str:
-        return _commit(self.work, f"detector {version}", {
-            "fleet/kustomization.yaml": {"resources": ["model.yaml", "rollout.yaml"]},
-            "fleet/model.yaml": _model_doc("detector", version, *self.weights[version],
-                                           platforms=PLATFORMS),
-            "fleet/rollout.yaml": _rollout_doc(version),
-        })  # fmt: skip
-
-    def revert(self) -> str:
-        git(self.work, "revert", "--no-edit", "HEAD")
-        git(self.work, "push", "--quiet", "origin", "main")
-        return git(self.work, "rev-parse", "HEAD")
-
-    def digests(self, version: str) -> dict[str, str] | None:
-        """The per-platform digests of ``version`` once the model is built and signed."""
-        model = self.get("inferencemodels")
-        status = model.get("status") or {}
-        built = (
-            model["spec"].get("version") == version
-            and status.get("observedGeneration") == model["metadata"].get("generation")
-            and _condition(model, "Ready") == "True"
-        )
-        return {i["platform"]: i["digest"] for i in status.get("images", [])} if built else None
-
-    def rollout_done(self, version: str) -> bool:
-        ro = self.get("rollouts")
-        status = ro.get("status") or {}
-        return (
-            status.get("observedGeneration") == ro["metadata"].get("generation")
-            and (status.get("target") or {}).get("version") == version
-            and status.get("phase") == "Completed"
-        )
-
-    def deployed(
-        self, revision: str, version: str, started: float, label: str, *, canary: bool = True
-    ) -> None:
-        """Wait until ``revision`` is on every device and Flux calls it healthy; record
-        when each step was first seen. Flux must never be healthy before the devices.
-        ``canary``: every device gets a new document, two of them first."""
-        marks: dict[str, float] = {}
-        digests: dict[str, str] | None = None
-        polls: list[float] = []
-
-        def check() -> bool:
-            nonlocal digests
-
-            def mark(step: str) -> None:
-                marks.setdefault(step, time.monotonic() - started)
-
-            self.flux.check_alive()
-            status, _, _, applied = self.flux.ready(self.sync)
-            if self.get("rollouts")["spec"].get("model", {}).get("version") == version:
-                mark("flux: commit applied")
-            digests = digests or self.digests(version)
-            if digests is not None:
-                mark("build: model built and signed")
-            if all(s.holds() == version for s in self.devices.sims):
-                mark("rollout: every device holds the signed document")
-            on = digests is not None and self.devices.on(version, digests)
-            if on:
-                mark("rollout: every device runs it (EdgeDevice Healthy, Ready)")
-            done = on and self.rollout_done(version)
-            if done:
-                mark("rollout: Rollout Completed")
-            healthy = status == "True" and revision in applied
-            if healthy:
-                assert done, "Flux called the sync healthy before every device ran the version"
-                mark("flux: Kustomization Ready (wait: true)")
-            polls.append(time.monotonic())
-            return healthy
-
-        wait_until(check, timeout=420, interval=0.5, what=f"{label} deployed",
-                   alive=self.operator.service.check_alive)  # fmt: skip
-        # The canary: two devices got the version first; the other three only after
-        # those two had been healthy for minHealthyDuration (2 s, read at 1 s steps).
-        if canary:
-            got = sorted(s.offered_since(version, started) or 0.0 for s in self.devices.sims)
-            assert got[2] - got[1] >= 0.9, ("no canary wave", got)
-        for key, value in sorted(marks.items(), key=lambda kv: kv[1]):
-            self.timings[f"{label}: {key}"] = value
-        gaps = [b - a for a, b in itertools.pairwise(polls)] or [0.0]
-        self.timings[f"{label}: (longest gap between polls)"] = max(gaps)
-
-
-def _rollout_doc(version: str) -> dict:
-    return {
-        "apiVersion": "edgefleet.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "detector"},
-        "spec": {
-            "model": {"name": "detector", "version": version},
-            "selector": {"matchLabels": {"site": "berlin"}},
-            "canary": {"steps": [{"setWeight": 40}]},
-            "healthGate": {"minHealthyDuration": "2s"},
-            "maxUnavailable": "100%",
-        },
-    }
-
-
-def _condition(obj: dict, type_: str) -> str:
-    conds = (obj.get("status") or {}).get("conditions") or []
-    return next((c["status"] for c in conds if c["type"] == type_), "Unknown")
-
-
 @pytest.fixture
-def gitops(crds, namespace, operator, flux, model_files, tmp_path, unique) -> Iterator[_GitOps]:
+def gitops(crds, namespace, operator, flux, model_files, tmp_path, unique) -> Iterator[GitOps]:
     """The operator (builds and rollouts), a gateway and five enrolled devices, a Git
     server whose repository Flux syncs into ``namespace``; versions 1.0.0, 1.1.0 and
     2.0.0 of the model's weights on the file server."""
@@ -295,7 +137,7 @@ def gitops(crds, namespace, operator, flux, model_files, tmp_path, unique) -> It
     with devices(crds, namespace, FLEET) as fleet, GitServer() as server:
         server.create("fleet")
         work = server.clone("fleet", tmp_path / "work")
-        world = _GitOps(crds, namespace, operator, flux, fleet, server, work, sync)
+        world = GitOps(crds, namespace, operator, flux, fleet, server, work, sync)
         for version, seed in (("1.0.0", 21), ("1.1.0", 22), ("2.0.0", 23)):
             path = directory / f"dev-{unique}-{seed}.onnx"
             weights = make_mlp(path, target_bytes=32 * 1024, seed=seed)
@@ -373,6 +215,10 @@ def test_broken_version_aborts_flux_fails_and_revert_heals(gitops, capsys):
     assert "failed early due to stalled resources" in seen["message"], seen  # not a timeout
     ro = gitops.get("rollouts")
     assert ro["status"]["phase"] == "Aborted", ro["status"]
+    verdict, message = argocd_health(ro)  # Argo CD would say the same
+    assert verdict == "Degraded", message
+    assert message.startswith("FailureThresholdExceeded: "), message
+    assert "of 2 updated devices failed" in message, message  # the canary wave
     aborted = next(c for c in ro["status"]["conditions"] if c["type"] == "Aborted")
     assert aborted["reason"] == "FailureThresholdExceeded", aborted
     # The canary wave went back to 1.0.0; nobody ever stopped running 1.0.0.
@@ -387,3 +233,16 @@ def test_broken_version_aborts_flux_fails_and_revert_heals(gitops, capsys):
     started = time.monotonic()
     gitops.deployed(gitops.revert(), "1.0.0", started, "git revert of 2.0.0", canary=False)
     _print_timings(capsys, gitops.timings)
+
+
+def test_the_flux_example_is_accepted_by_fluxs_crds(flux):
+    """manifests/examples/gitops/flux/ against the CRDs of the Flux we run (server-side
+    dry run), with the health wait our verdicts rely on."""
+    path = ROOT / "manifests" / "examples" / "gitops" / "flux" / "edgefleet-models.yaml"
+    flux.cp.kubectl("apply", "--dry-run=server", "-f", str(path))
+    docs = {d["kind"]: d for d in yaml.safe_load_all(path.read_text())}
+    assert docs["Kustomization"]["spec"]["wait"] is True
+    assert (
+        docs["Kustomization"]["spec"]["sourceRef"]["name"]
+        == docs["GitRepository"]["metadata"]["name"]
+    )
