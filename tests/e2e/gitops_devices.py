@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -155,3 +156,5 @@ def devices(crds: Any, namespace: str, platforms: list[str]) -> Iterator[Devices
                 fleet.loop.call_soon_threadsafe(stop[0].set)
                 thread.join(timeout=60)
             fleet.close()
+            for sim in fleet.sims:  # its key and certificate
+                shutil.rmtree(sim.workdir, ignore_errors=True)
