@@ -365,3 +365,15 @@ def test_a_completed_rollout_never_aborts_by_itself():
     assert d.writes == []
     assert f.ro.status.phase == "Completed"
     assert f.ro.status.counts.failed == 4
+
+
+def test_the_health_gate_holds_at_least_its_duration_though_status_keeps_whole_seconds():
+    f = _fleet(healthGate={"minHealthyDuration": "1s"})
+    f.step(0)
+    f.report_all()
+    f.step(10.5)  # the wave is first seen healthy half-way through a second
+    f.step(11.2)  # 0.7 s later: rounded down, the start would say 1.2 s had passed
+    assert f.ro.status.phase == "Progressing"
+    assert f.cond("Progressing").reason == "WaitingForHealth"
+    f.step(12.0)  # 1.5 s healthy
+    assert f.ro.status.phase == "Completed"

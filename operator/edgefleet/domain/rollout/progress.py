@@ -162,7 +162,9 @@ def advance(
                     waiting=True,
                 )
             if p.healthy_since is None:
-                p.healthy_since = at
+                # status keeps whole seconds: round the start *up*, so the gate holds
+                # at least minHealthyDuration (rounded down it could pass up to 1 s early)
+                p.healthy_since = rfc3339(now + datetime.timedelta(microseconds=999_999))
                 p.last_progress_at = at
             held = _seconds(p.healthy_since, now)
             if held < gate:
