@@ -22,12 +22,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from edgefleet.testing.lifecycle import Harness
 from edgefleet.testing.pki import CertificateAuthority, write_private
 from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
 from edgefleet.testing.tools import Tools, find_tools, node_binary
@@ -59,7 +59,7 @@ def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
     )
 
 
-class ControlPlane:
+class ControlPlane(Harness):
     """etcd, kube-apiserver and (optionally) kube-controller-manager on loopback."""
 
     def __init__(
@@ -93,18 +93,6 @@ class ControlPlane:
         return f"https://127.0.0.1:{self.port}"
 
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         """Start every component and wait until the API server is ready."""
         try:

@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 from kubernetes import client, watch
 
+from edgefleet.testing.lifecycle import Harness
+
 __all__ = ["GATEWAY_MANAGER", "FakeFleet", "Outcome"]
 
 GATEWAY_MANAGER = "edgefleet-gateway"
@@ -59,7 +61,7 @@ class _Device:
     ready_at: dict[int, float] = field(default_factory=dict)
 
 
-class FakeFleet:
+class FakeFleet(Harness):
     """Devices in one namespace that follow their desired state (see module docstring)."""
 
     def __init__(
@@ -120,13 +122,6 @@ class FakeFleet:
             self._schedule(name, 0.0)
 
     # -- running -----------------------------------------------------------------
-    def __enter__(self) -> FakeFleet:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def start(self) -> None:
         for target in (self._watcher, self._actor):
             thread = threading.Thread(target=target, daemon=True, name=f"fakefleet-{target}")

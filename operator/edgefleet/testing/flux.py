@@ -16,10 +16,10 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from edgefleet.testing.controlplane import ControlPlane
+from edgefleet.testing.lifecycle import Harness
 from edgefleet.testing.procs import Service, free_port, wait_until
 from edgefleet.testing.tools import node_binary
 
@@ -28,26 +28,12 @@ __all__ = ["FLUX_NS", "Flux"]
 FLUX_NS = "flux-system"
 
 
-class Flux:
+class Flux(Harness):
     def __init__(self, cp: ControlPlane, *, timeout: float = 60) -> None:
         self.cp = cp
         self.dir = Path(tempfile.mkdtemp(prefix="edgefleet-flux-"))
         self._services: list[Service] = []
         self._timeout = timeout
-
-    def __enter__(self) -> Flux:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
-        self.stop()
 
     def start(self) -> None:
         source = node_binary("source-controller")

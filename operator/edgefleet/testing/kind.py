@@ -35,8 +35,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
+from edgefleet.testing.lifecycle import Harness
 from edgefleet.testing.node import NODE_IP
 from edgefleet.testing.procs import Service, ServiceError, wait_until
 from edgefleet.testing.registry import LocalRegistry
@@ -101,7 +101,7 @@ class KindControlPlane:
         )  # fmt: skip
 
 
-class KindCluster:
+class KindCluster(Harness):
     """``kind create cluster`` … ``kind delete cluster``, wired to the local registry."""
 
     def __init__(
@@ -120,20 +120,6 @@ class KindCluster:
         self._timeout = timeout
         self._forward: Service | None = None
         self._pid = 0
-
-    def __enter__(self) -> KindCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
-        self.stop()
 
     @property
     def container(self) -> str:

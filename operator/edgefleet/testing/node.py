@@ -32,13 +32,13 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 import yaml
 
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.testing import nodehost
 from edgefleet.testing.controlplane import ControlPlane, _kubeconfig
+from edgefleet.testing.lifecycle import Harness
 from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
 from edgefleet.testing.registry import LocalRegistry
 from edgefleet.testing.tools import node_binary
@@ -64,7 +64,7 @@ def node_unavailable() -> str | None:
     return None
 
 
-class Node:
+class Node(Harness):
     """kubelet + containerd + kube-proxy in namespaces of their own, joined to ``cp``."""
 
     def __init__(
@@ -91,16 +91,6 @@ class Node:
         self.kubelet_port = free_port()
 
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> Node:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
-        self.stop()
-
     @property
     def pid(self) -> int:
         assert self._holder is not None

@@ -31,11 +31,11 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import yaml
 
 from edgefleet.testing import tokenserver
+from edgefleet.testing.lifecycle import Harness
 from edgefleet.testing.pki import CertificateAuthority
 from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
 from edgefleet.testing.tokenserver import TokenServer
@@ -112,7 +112,7 @@ def bcrypt_htpasswd_line(creds: Credentials, cost: int = _BCRYPT_COST) -> str:
     return done.stdout.strip()
 
 
-class LocalRegistry:
+class LocalRegistry(Harness):
     """``docker-registry`` on ``127.0.0.1:<free port>`` with TLS and optional basic auth.
 
     ``auth=True`` makes a user ``edgefleet`` with a random password; pass
@@ -288,21 +288,6 @@ class LocalRegistry:
             self.token_server = None
         if not self._keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> LocalRegistry:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def registry_fixture() -> Iterator[LocalRegistry]:
