@@ -4,7 +4,9 @@
 :mod:`.selection` (selector, order, overlap), :mod:`.plan` (steps, budgets,
 thresholds, the pinned target), :mod:`.health` (a device's state and the gate),
 :mod:`.progress` (walking the steps), :mod:`.writes` (assignment and rollback),
-:mod:`.report` (status and conditions), :mod:`.events` (what to post).
+:mod:`.report` (status and conditions), :mod:`.events` (what to post),
+:mod:`.state` (the position a pass carries and the decision it returns),
+:mod:`.views` (per-device assessments, memoised by resourceVersion).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.edgedevice import DesiredWorkload, EdgeDevice
@@ -24,8 +24,9 @@ from edgefleet.domain.conditions import find
 from edgefleet.domain.rollout import plan, writes
 from edgefleet.domain.rollout.events import Event
 from edgefleet.domain.rollout.health import DeviceState, parse_time
-from edgefleet.domain.rollout.progress import Progress, advance
+from edgefleet.domain.rollout.progress import advance
 from edgefleet.domain.rollout.report import Outcome, conclude, rfc3339
+from edgefleet.domain.rollout.state import Decision, Progress
 from edgefleet.domain.rollout.views import DeviceView, Memo, context, views
 
 __all__ = ["PROMOTE_ANNOTATION", "RETRY_ANNOTATION", "Decision", "Event", "World", "decide"]
@@ -51,13 +52,6 @@ class World:
     counted as assigned, never written again until the answer is in ``devices``."""
     memo: Memo | None = None
     """Views from earlier passes of this rollout (only the cost changes, never the result)."""
-
-
-@dataclass
-class Decision:
-    status: RolloutStatus
-    writes: list[writes.DeviceWrite] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
 
 
 @dataclass

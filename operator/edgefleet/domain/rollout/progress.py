@@ -13,53 +13,18 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from edgefleet.api.conditions import Reason
 from edgefleet.api.edgedevice import DesiredWorkload, EdgeDevice
 from edgefleet.api.meta import parse_duration
-from edgefleet.api.rollout import DeviceNote, Rollout, RolloutStatus, RolloutTarget
+from edgefleet.api.rollout import Rollout
 from edgefleet.domain.rollout import plan, writes
 from edgefleet.domain.rollout.events import Event
 from edgefleet.domain.rollout.health import DeviceState, parse_time
 from edgefleet.domain.rollout.report import Outcome, rfc3339
+from edgefleet.domain.rollout.state import Decision, Progress
 
-if TYPE_CHECKING:
-    from edgefleet.domain.rollout.decide import Decision
-
-__all__ = ["Progress", "advance"]
-
-
-@dataclass
-class Progress:
-    """The rollout's position, carried in its status between passes."""
-
-    step: int
-    started_at: str
-    step_started_at: str
-    last_progress_at: str
-    healthy_since: str | None = None
-    target: RolloutTarget | None = None
-    failed_devices: list[DeviceNote] = field(default_factory=list)
-    retry_token: str | None = None
-
-    @classmethod
-    def of(cls, old: RolloutStatus, at: str) -> Progress:
-        return cls(
-            step=old.current_step or 0,
-            started_at=old.started_at or at,
-            step_started_at=old.step_started_at or at,
-            last_progress_at=old.last_progress_at or at,
-            healthy_since=old.healthy_since,
-            target=old.target,
-            failed_devices=list(old.failed_devices),
-            retry_token=old.retry_token,
-        )
-
-    @classmethod
-    def fresh(cls, at: str, retry_token: str | None = None) -> Progress:
-        return cls(0, at, at, at, retry_token=retry_token)
+__all__ = ["advance"]
 
 
 def _seconds(since: str | None, now: datetime.datetime) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.meta import Condition, ConditionStatus
@@ -21,9 +20,7 @@ from edgefleet.domain.conditions import find, mark_failure, set_condition, summa
 from edgefleet.domain.failures import Failure
 from edgefleet.domain.rollout.events import Event
 from edgefleet.domain.rollout.health import DeviceState, parse_time
-
-if TYPE_CHECKING:
-    from edgefleet.domain.rollout.progress import Progress
+from edgefleet.domain.rollout.state import Progress
 
 __all__ = ["Outcome", "conclude", "failed", "rfc3339"]
 
