@@ -29,11 +29,11 @@ from pathlib import Path
 import httpx
 
 from edgefleet.api.inferencemodel import InferenceModelSpec
+from edgefleet.clients import baseimage
 from edgefleet.clients.imagebuilder import BuilderSettings, BuildResult, ImageBuilder
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.signer import sign_and_push
 from edgefleet.domain import signing
-from edgefleet.testing import baseimage
 from edgefleet.testing.files import file_server
 from edgefleet.testing.models import ModelFixture, make_mlp
 from edgefleet.testing.registry import LocalRegistry

@@ -27,13 +27,12 @@ from pathlib import Path
 import httpx
 
 from edgefleet.api.inferencemodel import InferenceModelSpec
-from edgefleet.clients import wheels
+from edgefleet.clients import baseimage, wheels
 from edgefleet.clients.imagebuilder import BuilderSettings, ImageBuilder
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.domain import signing
 from edgefleet.domain.modelimage import MODEL_PATH
 from edgefleet.domain.runtime_layer import RUNTIME_CMD, RUNTIME_ENV
-from edgefleet.testing import baseimage
 from edgefleet.testing.agentcontainers import trusted_registry
 from edgefleet.testing.engine import ensure_engine
 from edgefleet.testing.files import file_server

@@ -106,8 +106,8 @@ def _generate(path: Path, size: int) -> str:
 
 def measure(size: int, work: Path) -> dict[str, Any]:
     """Build a ``size``-byte model in a child process; peak RSS and timings."""
+    from edgefleet.clients import baseimage
     from edgefleet.clients.registry import RegistryClient
-    from edgefleet.testing import baseimage
     from edgefleet.testing.files import file_server
     from edgefleet.testing.registry import LocalRegistry
 

@@ -23,10 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgefleet.clients import appbuilder
+from edgefleet.clients import appbuilder, baseimage
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.domain import signing
-from edgefleet.testing import baseimage, engine
+from edgefleet.testing import engine
 from edgefleet.testing.registry import LocalRegistry
 
 PLATFORMS = ("linux/amd64", "linux/arm64")

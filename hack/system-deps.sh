@@ -7,7 +7,7 @@
 #                      edgefleet.testing.registry with TLS on 127.0.0.1
 #   qemu-user-static   user-mode emulation, so arm64 and arm/v7 containers and
 #   binfmt-support     mmdebstrap's foreign-architecture postinst scripts run here
-#   mmdebstrap         builds the Debian base root filesystems (edgefleet.testing.rootfs)
+#   mmdebstrap         builds the Debian base root filesystems (edgefleet.clients.rootfs)
 #   arch-test          mmdebstrap's check that a foreign architecture can run here
 #   uidmap             newuidmap/newgidmap (mmdebstrap's unshare mode, rootless engines)
 #   iproute2           ip(8): network namespaces for multi-host tests

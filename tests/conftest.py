@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgefleet.clients import baseimage
 from edgefleet.clients.imagebuilder import BuilderSettings, ImageBuilder
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.domain import signing
-from edgefleet.testing import baseimage, engine
+from edgefleet.testing import engine
 from edgefleet.testing import registry as registry_harness
 from edgefleet.testing.controlplane import ControlPlane
 from edgefleet.testing.files import file_server

@@ -6,7 +6,14 @@ registry, signs it with a cosign-format key and prints the result as JSON;
 ``edgefleet image build-control-plane`` does the same for the operator's and gateway's
 image (``edgefleet/control-plane``, run as ``edgefleet operator`` / ``edgefleet gateway``)
 and ``edgefleet image build-registry`` for the chart's bundled registry
-(``edgefleet/registry``: Debian's ``docker-registry`` package on the same base)::
+(``edgefleet/registry``: Debian's ``docker-registry`` package on the same base).
+They all start from the multi-arch Debian base index that ``edgefleet image
+build-base`` makes with mmdebstrap (as root; foreign architectures through qemu-user)
+and pushes (``edgefleet/base:bookworm``; byte-reproducible, so a second push uploads
+nothing)::
+
+    edgefleet image build-base --registry https://127.0.0.1:5000 --registry-ca ca.crt \\
+        [--arch amd64 --arch arm64] [--repository edgefleet/base] [--tag bookworm]
 
     edgefleet image build-node --registry https://127.0.0.1:5000 --registry-ca ca.crt \\
         --signing-key cosign.key [--repository edgefleet/node] [--tag 0.1.0] \\
@@ -89,6 +96,38 @@ def _build(args: argparse.Namespace, which: str) -> int:
     return 0
 
 
+def _build_base(args: argparse.Namespace) -> int:
+    from edgefleet.clients import baseimage, rootfs
+    from edgefleet.clients.registry import RegistryClient
+    from edgefleet.clients.registry_errors import RegistryError
+
+    try:
+        password = Path(args.password_file).read_text().strip() if args.password_file else None
+    except OSError as exc:
+        log.error("cannot read the password file", error=str(exc))
+        return 2
+    arches = args.arch or ["amd64", "arm64"]
+    unknown = sorted(set(arches) - set(rootfs.PLATFORMS))
+    if unknown:
+        log.error("unknown architecture", arch=unknown, known=sorted(rootfs.PLATFORMS))
+        return 2
+    with RegistryClient(
+        args.registry, ca_bundle=args.registry_ca, username=args.username, password=password
+    ) as registry:
+        try:
+            digest = baseimage.push_base_index(
+                registry, args.repository, arches, tag=args.tag,
+                progress=lambda message: log.info("base image", step=message),
+            )  # fmt: skip
+        except (rootfs.RootfsError, RegistryError, OSError) as exc:
+            log.error("base image build failed", error=str(exc))
+            return 1
+    platforms = [rootfs.PLATFORMS[a] for a in arches]
+    print(json.dumps({"repository": args.repository, "tag": args.tag, "index": digest,
+                      "platforms": platforms}, indent=2))  # fmt: skip
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add ``image`` and its subcommands to the ``edgefleet`` parser."""
     image = sub.add_parser("image", help="build edgefleet's own images")
@@ -102,16 +141,31 @@ def register(sub: Any) -> None:
         "build-registry",
         help="build, push and sign the chart's bundled registry image (edgefleet/registry)",
     )
+    base = commands.add_parser(
+        "build-base",
+        help="build the Debian base root filesystems (mmdebstrap, as root) and push the "
+        "multi-arch base index every edgefleet image starts from",
+    )
+    _add_registry_arguments(base)
+    base.add_argument("--arch", action="append", help="Debian architecture (repeatable; "
+                      "default: amd64 and arm64)")  # fmt: skip
+    base.add_argument("--repository", default="edgefleet/base")
+    base.add_argument("--tag", default="bookworm")
+    base.set_defaults(func=_build_base)
     _add_build_arguments(node, _build_node)
     _add_build_arguments(control, _build_control_plane)
     _add_build_arguments(bundled, _build_registry)
 
 
+def _add_registry_arguments(parser: Any) -> None:
+    parser.add_argument("--registry", required=True, help="https://host[:port] of the registry")
+    parser.add_argument("--registry-ca", help="CA bundle of the registry (default: system CAs)")
+    parser.add_argument("--username", help="registry user name")
+    parser.add_argument("--password-file", help="file holding the registry password")
+
+
 def _add_build_arguments(node: Any, func: Any) -> None:
-    node.add_argument("--registry", required=True, help="https://host[:port] of the registry")
-    node.add_argument("--registry-ca", help="CA bundle of the registry (default: system CAs)")
-    node.add_argument("--username", help="registry user name")
-    node.add_argument("--password-file", help="file holding the registry password")
+    _add_registry_arguments(node)
     node.add_argument("--signing-key", required=True, help="PKCS#8 PEM P-256 key (cosign.key)")
     node.add_argument("--repository", help="default: edgefleet/<node|control-plane|registry>")
     node.add_argument("--tag", action="append", help="tag (repeatable; default: the version)")

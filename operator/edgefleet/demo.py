@@ -30,8 +30,8 @@ import structlog
 import yaml
 
 from edgefleet import demo_fleet
+from edgefleet.clients import baseimage
 from edgefleet.demo_fleet import say
-from edgefleet.testing import baseimage
 from edgefleet.testing.controlplane import ControlPlane
 from edgefleet.testing.files import file_server
 from edgefleet.testing.models import make_mlp

@@ -13,8 +13,8 @@ import json
 from typing import Any
 
 from edgefleet.api.conditions import Reason
+from edgefleet.clients import baseimage
 from edgefleet.clients.registry import RegistryClient
-from edgefleet.testing import baseimage
 from edgefleet.testing.models import make_mlp
 from edgefleet.testing.procs import wait_until
 from edgefleet.testing.registry import LocalRegistry

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.testing import rootfs, rootfs_cli
+from edgefleet.clients import rootfs, rootfs_cli
 
 
 def test_key_names_suite_arch_and_a_hash_of_the_package_set() -> None:

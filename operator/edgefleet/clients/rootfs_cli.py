@@ -1,6 +1,6 @@
-"""Command line of :mod:`edgefleet.testing.rootfs`: build or locate cached root filesystems.
+"""Command line of :mod:`edgefleet.clients.rootfs`: build or locate cached root filesystems.
 
-Run as ``python -m edgefleet.testing.rootfs``::
+Run as ``python -m edgefleet.clients.rootfs``::
 
     build --arch amd64 --arch arm64     build what is missing (as root); print the paths
     path --arch arm64                   print cached paths; exit 1 if one is missing
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgefleet.testing.rootfs import (
+from edgefleet.clients.rootfs import (
     DEFAULT_MIRROR,
     DEFAULT_PACKAGES,
     DEFAULT_SUITE,
@@ -32,7 +32,7 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m edgefleet.testing.rootfs",
+        prog="python -m edgefleet.clients.rootfs",
         description="Debian base root filesystems, built with mmdebstrap and cached.",
     )
     parser.add_argument(

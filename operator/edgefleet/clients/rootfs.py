@@ -1,7 +1,7 @@
 """Debian base root filesystems, built locally with mmdebstrap and cached.
 
-No base image can be pulled here, so edgefleet's device images start from a root
-filesystem made from Debian packages: ``mmdebstrap --variant=essential`` (only the
+edgefleet's images pull no base image from any public registry: they start from a
+root filesystem made from Debian packages: ``mmdebstrap --variant=essential`` (only the
 Essential set plus Python and the C++/OpenMP runtimes onnxruntime needs), for each
 architecture, foreign ones through qemu-user and binfmt (``hack/system-deps.sh``).
 Docs, man pages, info pages and translations are left out (copyright files stay),
@@ -13,10 +13,10 @@ and recipe, under ``${EDGEFLEET_CACHE_DIR:-~/.cache/edgefleet}/rootfs/``; a buil
 takes a file lock and ends with an atomic rename, so two runs never build the same
 tarball twice and nobody sees a half-written one. A cached rootfs costs nothing.
 
-CLI (:mod:`edgefleet.testing.rootfs_cli`)::
+CLI (:mod:`edgefleet.clients.rootfs_cli`)::
 
-    python -m edgefleet.testing.rootfs build --arch amd64 --arch arm64
-    python -m edgefleet.testing.rootfs path --arch arm64
+    python -m edgefleet.clients.rootfs build --arch amd64 --arch arm64
+    python -m edgefleet.clients.rootfs path --arch arm64
 """
 
 from __future__ import annotations
@@ -172,17 +172,21 @@ def _run_mmdebstrap(
 ) -> None:
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(SOURCE_DATE_EPOCH), LC_ALL="C.UTF-8")
     start = time.monotonic()
-    with (
-        log_path.open("w") as log,
-        subprocess.Popen(
+    try:
+        proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
             env=env,
-        ) as proc,
-    ):
+        )
+    except FileNotFoundError:
+        raise RootfsError(
+            f"{prefix}: mmdebstrap is not installed (Debian: apt install mmdebstrap; "
+            "foreign architectures also need qemu-user-static and arch-test)"
+        ) from None
+    with log_path.open("w") as log, proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
@@ -232,7 +236,8 @@ def ensure_rootfs(
     if os.geteuid() != 0:
         raise RootfsError(
             f"{prefix}: building needs root (mmdebstrap --mode=root); "
-            "run `sudo python -m edgefleet.testing.rootfs build` once"
+            "run `sudo edgefleet image build-base …` (or `python -m edgefleet.clients.rootfs "
+            "build`) once"
         )
     with filelock.locked(directory / f"{spec.key}.lock"):
         if target.is_file():  # another run built it while we waited for the lock
@@ -272,6 +277,6 @@ def ensure_rootfs(
 
 
 if __name__ == "__main__":
-    from edgefleet.testing.rootfs_cli import main
+    from edgefleet.clients.rootfs_cli import main
 
     sys.exit(main())

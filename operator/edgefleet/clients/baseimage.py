@@ -1,6 +1,6 @@
 """Multi-architecture base images from the cached Debian root filesystems.
 
-Each rootfs tarball (:mod:`edgefleet.testing.rootfs`) becomes one byte-reproducible
+Each rootfs tarball (:mod:`edgefleet.clients.rootfs`) becomes one byte-reproducible
 layer (:func:`edgefleet.domain.oci.layer_from_tar`: sorted entries, numeric owners,
 timestamps clamped to the rootfs's ``SOURCE_DATE_EPOCH``), a config with the platform,
 ``PATH`` and ``LANG``, and a manifest; :func:`push_base_index` pushes them and an OCI
@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgefleet.clients import rootfs
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.domain import oci
-from edgefleet.testing import rootfs
 
 __all__ = ["BASE_ENV", "BaseImage", "base_image", "push_base_index"]
 
