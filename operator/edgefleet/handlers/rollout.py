@@ -75,6 +75,17 @@ REST = 4.0
 RolloutPass = Pass[RolloutStatus]
 
 
+def _ref(ro: Rollout) -> ObjectRef:
+    """The reconcile pattern's reference to a Rollout at its current generation."""
+    return ObjectRef(
+        "Rollout",
+        "rollouts",
+        ro.metadata.namespace or "default",
+        ro.metadata.name,
+        ro.metadata.generation or 0,
+    )
+
+
 @dataclass(frozen=True)
 class Backoff:
     """A Rollout whose last pass failed: the next pass waits while ``asked`` is the same."""
@@ -139,24 +150,11 @@ class RolloutController:
         for ro in self.cache.items("rollouts"):
             if ro.metadata.model_extra and ro.metadata.model_extra.get("deletionTimestamp"):
                 continue
-            ref = ObjectRef(
-                "Rollout",
-                "rollouts",
-                ro.metadata.namespace or "default",
-                ro.metadata.name,
-                ro.metadata.generation or 0,
-            )
-            self._guarded(ref, ro.status, functools.partial(self._step, ro=ro), rollout=ro)
+            self._guarded(_ref(ro), ro.status, functools.partial(self._step, ro=ro), rollout=ro)
 
     def reconcile(self, ro: Rollout) -> None:
         """One pass over one Rollout (ignoring any backoff)."""
-        ref = ObjectRef(
-            "Rollout",
-            "rollouts",
-            ro.metadata.namespace or "default",
-            ro.metadata.name,
-            ro.metadata.generation or 0,
-        )
+        ref = _ref(ro)
         self.backoff.pop((ref.namespace, ref.name), None)
         self._guarded(ref, ro.status, functools.partial(self._step, ro=ro), rollout=ro)
 
