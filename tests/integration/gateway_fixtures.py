@@ -38,6 +38,13 @@ class Fleet:
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
+    def drive_until(self, check: Any, *, timeout: float, what: str, tick: float = 0.1) -> None:
+        """Run the devices' event loop ``tick`` seconds at a time until ``check()`` holds
+        (their tasks only make progress while the loop runs); fail after ``timeout``."""
+        wait_until(
+            lambda: self.run(asyncio.sleep(tick)) or check(), timeout=timeout, what=what, interval=0
+        )
+
     def close(self) -> None:
         for sim in self.sims:
             sim.close()

@@ -280,7 +280,6 @@ def test_duplicate_identity_is_flagged_without_flapping(fleet):
 
 
 def test_a_cloned_device_is_flagged(fleet):
-    from edgefleet.testing.procs import wait_until
 
     sim = fleet.enrolled("d12")
     assert fleet.run(sim.poll(wait=0)).status == 200
@@ -294,11 +293,8 @@ def test_a_cloned_device_is_flagged(fleet):
 
     tasks = fleet.run(start())
     try:
-        wait_until(
-            lambda: (
-                fleet.run(asyncio.sleep(0.2))
-                or (fleet.condition("d12", "DuplicateIdentity") or {}).get("status") == "True"
-            ),
+        fleet.drive_until(
+            lambda: (fleet.condition("d12", "DuplicateIdentity") or {}).get("status") == "True",
             timeout=30,
             what="the clone flagged",
         )

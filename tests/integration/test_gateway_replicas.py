@@ -45,8 +45,8 @@ def test_restart_devices_reconnect_and_nothing_is_lost(crds, fleet):
             return [asyncio.create_task(s.run(stop, wait=2)) for s in sims]
 
         tasks = fleet.run(start_all())
-        wait_until(
-            lambda: fleet.run(asyncio.sleep(0.1)) or all(s.documents for s in sims),
+        fleet.drive_until(
+            lambda: all(s.documents for s in sims),
             timeout=30,
             what="every device has its document",
         )
@@ -62,11 +62,8 @@ def test_restart_devices_reconnect_and_nothing_is_lost(crds, fleet):
         second = _replica(crds, "gw-r", port=first.port).start()
         try:
             # ...and reaches every device after the restart; reports land.
-            wait_until(
-                lambda: (
-                    fleet.run(asyncio.sleep(0.2))
-                    or all(s.held is not None and s.held.workloads for s in sims)
-                ),
+            fleet.drive_until(
+                lambda: all(s.held is not None and s.held.workloads for s in sims),
                 timeout=60,
                 what="every device has the new document",
             )
