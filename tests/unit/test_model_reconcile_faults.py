@@ -246,3 +246,52 @@ def test_access_denied_while_checking_a_built_model_stalls_but_keeps_built(tmp_p
         assert world.objects.condition("ns", "m", "Ready")["status"] == "True"
     finally:
         world.close()
+
+
+def test_the_drift_timer_re_signs_when_a_signature_is_deleted(tmp_path):
+    world = World(tmp_path)
+    try:
+        url, sha = world.weights("m", 4096)
+        world.reconcile(world.body("m", url, sha))
+        status = world.objects.status[("ns", "m")]
+        store = world.fake.manifests["edgefleet/models/ns/m"]
+        platform_digest = status["images"][0]["digest"]
+        tag = signing.signature_tag(platform_digest)
+        del store[tag]
+        before = len(world.fake.requests)
+        world.reconcile(world.body("m", url, sha), drift_check=True)
+        assert tag in store, "the signature is back"
+        drift = [e for e in world.events if e[1] == Reason.DRIFT_DETECTED]
+        assert drift
+        assert "signature" in drift[-1][2]
+        new = world.fake.requests[before:]
+        puts = [r.url.path for r in new if r.method == "PUT" and "/manifests/" in r.url.path]
+        assert puts == [f"/v2/edgefleet/models/ns/m/manifests/{tag}"], "only the signature"
+        assert not [r for r in new if r.method == "PATCH"], "no blob uploaded again"
+        assert world.objects.status[("ns", "m")]["indexDigest"] == status["indexDigest"]
+        assert world.objects.condition("ns", "m", "Ready")["status"] == "True"
+    finally:
+        world.close()
+
+
+def test_the_drift_timer_rebuilds_when_a_layer_blob_is_deleted(tmp_path):
+    world = World(tmp_path)
+    try:
+        url, sha = world.weights("m", 4096)
+        world.reconcile(world.body("m", url, sha))
+        repo = "edgefleet/models/ns/m"
+        digest = world.objects.status[("ns", "m")]["images"][0]["digest"]
+        data, media_type = world.fake.manifests[repo][digest]
+        layer = oci.parse_manifest(data, media_type).layers[-1].digest
+        removed = world.fake.blobs[repo].pop(layer)  # as a registry GC or a hand would
+        world.reconcile(world.body("m", url, sha), drift_check=True)  # nothing else changed
+        drift = [e for e in world.events if e[1] == Reason.DRIFT_DETECTED]
+        assert drift
+        assert layer in drift[-1][2]
+        assert world.fake.blobs[repo].get(layer) == removed, "the blob is pushed again"
+        assert world.objects.condition("ns", "m", "Ready")["status"] == "True"
+        world.events.clear()
+        world.reconcile(world.body("m", url, sha), drift_check=True)
+        assert not [e for e in world.events if e[1] == Reason.DRIFT_DETECTED], "repaired"
+    finally:
+        world.close()

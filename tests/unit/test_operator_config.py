@@ -19,6 +19,12 @@ def test_defaults():
     assert cfg.signing_secret == "edgefleet-signing-key"
     assert cfg.watch_namespaces == ()
     assert cfg.max_concurrent_builds == 2
+    assert cfg.drift_interval == 600.0
+
+
+def test_the_drift_interval_is_configurable():
+    cfg = OperatorConfig.from_env({**GOOD, "EDGEFLEET_DRIFT_INTERVAL_SECONDS": "2.5"})
+    assert cfg.drift_interval == 2.5
 
 
 def test_password_comes_from_a_file(tmp_path):
@@ -43,6 +49,13 @@ def test_password_comes_from_a_file(tmp_path):
         ({"EDGEFLEET_REGISTRY_URL": "http://registry.example.com"}, "EDGEFLEET_REGISTRY_URL"),
         ({"EDGEFLEET_MAX_CONCURRENT_BUILDS": "many"}, "EDGEFLEET_MAX_CONCURRENT_BUILDS"),
         ({"EDGEFLEET_MAX_CONCURRENT_BUILDS": "0"}, "EDGEFLEET_MAX_CONCURRENT_BUILDS"),
+        ({"EDGEFLEET_DRIFT_INTERVAL_SECONDS": "soon"}, "EDGEFLEET_DRIFT_INTERVAL_SECONDS"),
+        ({"EDGEFLEET_DRIFT_INTERVAL_SECONDS": "0"}, "EDGEFLEET_DRIFT_INTERVAL_SECONDS"),
+        ({"EDGEFLEET_DRIFT_INTERVAL_SECONDS": "0.5"}, "EDGEFLEET_DRIFT_INTERVAL_SECONDS"),
+        ({"EDGEFLEET_DRIFT_INTERVAL_SECONDS": "86401"}, "EDGEFLEET_DRIFT_INTERVAL_SECONDS"),
+        ({"EDGEFLEET_DRIFT_INTERVAL_SECONDS": "nan"}, "EDGEFLEET_DRIFT_INTERVAL_SECONDS"),
+        ({"EDGEFLEET_DRIFT_INTERVAL_SECONDS": "inf"}, "EDGEFLEET_DRIFT_INTERVAL_SECONDS"),
+        ({"EDGEFLEET_DRIFT_INTERVAL_SECONDS": "-5"}, "EDGEFLEET_DRIFT_INTERVAL_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(change, names):

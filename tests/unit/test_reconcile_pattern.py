@@ -10,6 +10,7 @@ from edgefleet.api.inferencemodel import InferenceModelStatus, Probe
 from edgefleet.domain import modelstatus
 from edgefleet.domain.failures import FailureError
 from edgefleet.handlers.reconcile import ObjectLocks, ObjectRef, Pass
+from tests.unit import model_builds
 
 REF = ObjectRef("InferenceModel", "inferencemodels", "ns", "m", generation=3)
 
@@ -137,3 +138,39 @@ def test_object_locks_let_a_timer_skip_a_busy_object():
             assert other
     with locks.hold("ns", "m", wait=False) as again:
         assert again
+
+
+def test_a_failing_on_failure_still_writes_a_truthful_status():
+    store = Store()
+    built = modelstatus.building(None, generation=3, build_key="k")
+
+    def broken(status, *, generation, failure):
+        raise AttributeError("status function bug")
+
+    with (
+        pytest.raises(kopf.TemporaryError, match="status function bug"),
+        Pass(REF, built, write=store.write, on_failure=broken, event=lambda *_: None),
+    ):
+        raise FailureError(Reason.SOURCE_DIGEST_MISMATCH, "sha256 differs", permanent=True)
+    ready, reconciling = store.condition("Ready"), store.condition("Reconciling")
+    assert (ready["status"], ready["reason"]) == ("False", Reason.INTERNAL_ERROR)
+    assert "sha256 differs" in ready["message"]
+    assert "AttributeError" in ready["message"]
+    assert (reconciling["status"], reconciling["observedGeneration"]) == ("True", 3)
+    assert store.condition("Stalled")["status"] == "False"
+
+
+def test_a_malformed_body_is_written_as_invalid_spec_not_raised_before_the_pass(tmp_path):
+    world = model_builds.World(tmp_path)
+    try:
+        url, sha = world.weights("m", 1024)
+        body = world.body("m", url, sha)
+        body["metadata"]["generation"] = "seven"  # not an integer: of_body used to raise
+        body["status"] = ["not", "an", "object"]  # strip_runtime_fields used to raise
+        world.reconcile(body)  # permanent: recorded, kopf is not asked to retry
+        stalled = world.objects.condition("ns", "m", "Stalled")
+        assert (stalled["status"], stalled["reason"]) == ("True", Reason.INVALID_SPEC)
+        assert "generation" in stalled["message"]
+        assert world.objects.condition("ns", "m", "Ready")["status"] == "False"
+    finally:
+        world.close()

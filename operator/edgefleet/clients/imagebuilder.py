@@ -129,7 +129,10 @@ class ImageBuilder:
         """What of ``status``'s build is missing from the registry (empty: nothing).
 
         Checks the index, every platform manifest and their signature tags with HEAD
-        requests; registry failures propagate (a check that could not run is not drift).
+        requests, then every platform manifest's config and layer blobs (one GET of each
+        small manifest, a HEAD per distinct blob: a blob a registry garbage collection or
+        a hand removed is drift too). Registry failures propagate (a check that could not
+        run is not drift).
         """
         if status.index_digest is None or status.repository is None:
             return ["status names no image index"]
@@ -137,14 +140,34 @@ class ImageBuilder:
         if host != self._registry.host:
             return [f"images are in {host}, not in the operator's registry"]
         problems = []
+        present: list[tuple[str, str]] = []
         for what, digest in [
             ("index", status.index_digest),
             *((image.platform, image.digest) for image in status.images),
         ]:
             if self._registry.head_manifest(repo, digest) is None:
                 problems.append(f"{what} {repo}@{digest} is missing from the registry")
-            elif self._registry.head_manifest(repo, signing.signature_tag(digest)) is None:
+                continue
+            if what != "index":
+                present.append((what, digest))
+            if self._registry.head_manifest(repo, signing.signature_tag(digest)) is None:
                 problems.append(f"the signature of {what} {repo}@{digest} is missing")
+        return problems + self._missing_blobs(repo, present)
+
+    def _missing_blobs(self, repo: str, manifests: list[tuple[str, str]]) -> list[str]:
+        problems, checked = [], set()
+        for platform, digest in manifests:
+            data, media_type, _ = self._registry.get_manifest(repo, digest)
+            manifest = oci.parse_manifest(data, media_type, expected_digest=digest)
+            for blob in (manifest.config, *manifest.layers):
+                if blob.digest in checked:
+                    continue
+                checked.add(blob.digest)
+                if not self._registry.has_blob(repo, blob.digest):
+                    problems.append(
+                        f"blob {blob.digest} of {platform} {repo}@{digest} is missing"
+                        " from the registry"
+                    )
         return problems
 
     # -- building ----------------------------------------------------------------------

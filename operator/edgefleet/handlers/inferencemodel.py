@@ -55,11 +55,11 @@ DRIFT_INTERVAL = 600.0
 log = structlog.get_logger("edgefleet.inferencemodel")
 
 
-def _observed_status(plain: dict[str, Any]) -> InferenceModelStatus | None:
+def _observed_status(body: dict[str, Any]) -> InferenceModelStatus | None:
     """The status as stored, or None when absent or unreadable (it is rewritten)."""
     try:
-        return InferenceModelStatus.model_validate(plain.get("status") or {})
-    except ValidationError:
+        return InferenceModelStatus.model_validate(strip_runtime_fields(body)["status"] or {})
+    except (ValidationError, TypeError, ValueError):
         return None
 
 
@@ -76,12 +76,11 @@ class ModelReconciler:
     ) -> None:
         """One pass. ``drift_check`` (the timer) only re-checks models that are Ready
         for their generation and skips an object another pass is working on."""
-        plain = strip_runtime_fields(body)
-        ref = ObjectRef.of_body(plain, PLURAL)
+        ref = ObjectRef.of_body(body, PLURAL)  # never raises: everything else is in the pass
         with self.locks.hold(ref.namespace, ref.name, wait=not drift_check) as held:
             if not held:
                 return
-            observed = _observed_status(plain)
+            observed = _observed_status(body)
             if drift_check and not modelstatus.last_build_ready(observed, ref.generation):
                 return  # mid-build, failed or stalled: the change handlers own it
             with Pass(
@@ -92,7 +91,7 @@ class ModelReconciler:
                 event=event,
                 retry=retry,
             ) as p:
-                self._pass(p, plain)
+                self._pass(p, strip_runtime_fields(body))
 
     def _pass(self, p: Pass[InferenceModelStatus], plain: dict[str, Any]) -> None:
         model = InferenceModel.model_validate(plain)

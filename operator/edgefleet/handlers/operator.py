@@ -59,6 +59,7 @@ class OperatorConfig:
     leader_election: bool = True
     identity: str = ""
     controllers: tuple[str, ...] = CONTROLLERS
+    drift_interval: float = inferencemodel.DRIFT_INTERVAL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -80,6 +81,7 @@ class OperatorConfig:
             raise ConfigError("EDGEFLEET_MAX_CONCURRENT_BUILDS must be an integer") from exc
         if not 1 <= builds <= 16:
             raise ConfigError("EDGEFLEET_MAX_CONCURRENT_BUILDS must be between 1 and 16")
+        drift = _seconds(env, "EDGEFLEET_DRIFT_INTERVAL_SECONDS", inferencemodel.DRIFT_INTERVAL)
         watch = tuple(n for n in env.get("EDGEFLEET_WATCH_NAMESPACES", "").split(",") if n)
         controllers = tuple(
             n.strip() for n in env.get("EDGEFLEET_CONTROLLERS", ",".join(CONTROLLERS)).split(",")
@@ -103,7 +105,26 @@ class OperatorConfig:
             leader_election=_flag(env, "EDGEFLEET_LEADER_ELECTION", default=True),
             identity=env.get("EDGEFLEET_POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             controllers=controllers,
+            drift_interval=drift,
         )
+
+
+#: Bounds of EDGEFLEET_DRIFT_INTERVAL_SECONDS: at least a second, at most a day.
+DRIFT_INTERVAL_RANGE = (1.0, 86400.0)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    low, high = DRIFT_INTERVAL_RANGE
+    try:
+        seconds = float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from exc
+    if not low <= seconds <= high:  # also refuses nan and inf
+        raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds, not {value!r}")
+    return seconds
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
@@ -147,7 +168,11 @@ def build_registry(cfg: OperatorConfig, api: client.ApiClient) -> kopf.OperatorR
     )
     kopf_registry = kopf.OperatorRegistry()
     if "inferencemodels" in cfg.controllers:
-        inferencemodel.register(kopf_registry, inferencemodel.ModelReconciler(builder, objects))
+        inferencemodel.register(
+            kopf_registry,
+            inferencemodel.ModelReconciler(builder, objects),
+            drift_interval=cfg.drift_interval,
+        )
     if "rollouts" in cfg.controllers:
         # Its own client: a connection pool as large as its parallel device writes.
         conf = copy.copy(api.configuration)
@@ -202,6 +227,7 @@ def run(cfg: OperatorConfig) -> int:
         watch=list(cfg.watch_namespaces) or "all namespaces",
         identity=cfg.identity,
         leader_election=cfg.leader_election,
+        drift_interval_seconds=cfg.drift_interval,
     )
     stop = threading.Event()
     elector = None

@@ -61,7 +61,9 @@ import structlog
 from kubernetes import client
 
 from edgefleet.api import GROUP, VERSION
+from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.meta import ObjectStatus
+from edgefleet.domain.conditions import mark_failure, now_rfc3339, set_condition
 from edgefleet.domain.failures import Failure, classify, retry_delay
 
 __all__ = [
@@ -71,6 +73,7 @@ __all__ = [
     "ObjectRef",
     "Pass",
     "StatusWriter",
+    "fallback_failure_status",
     "register_timer",
     "status_writer",
     "strip_runtime_fields",
@@ -98,13 +101,17 @@ class ObjectRef:
 
     @classmethod
     def of_body(cls, body: Mapping[str, Any], plural: str) -> ObjectRef:
-        meta = body.get("metadata") or {}
+        """Never raises: a malformed ``metadata`` is the models' to refuse (InvalidSpec),
+        inside the pass, where status is written."""
+        meta = body.get("metadata")
+        meta = meta if isinstance(meta, Mapping) else {}
+        generation = meta.get("generation")
         return cls(
             kind=str(body.get("kind", "")),
             plural=plural,
             namespace=str(meta.get("namespace") or "default"),
             name=str(meta.get("name", "")),
-            generation=int(meta.get("generation") or 0),
+            generation=generation if type(generation) is int and generation >= 0 else 0,
         )
 
 
@@ -139,8 +146,13 @@ def status_writer(objects: client.CustomObjectsApi, plural: str) -> StatusWriter
 
 def strip_runtime_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     """A deep, JSON-safe copy of the object as the API models see it (no status.kopf)."""
-    plain: dict[str, Any] = json.loads(json.dumps(dict(body)))
-    status = {k: v for k, v in (plain.get("status") or {}).items() if k != "kopf"}
+    plain: dict[str, Any] = json.loads(json.dumps(dict(body), default=str))
+    raw_status = plain.get("status")
+    status = (
+        {k: v for k, v in raw_status.items() if k != "kopf"}
+        if isinstance(raw_status, dict)
+        else raw_status  # not an object: left for the models to refuse (InvalidSpec)
+    )
     return {
         "apiVersion": plain.get("apiVersion"),
         "kind": plain.get("kind"),
@@ -148,6 +160,29 @@ def strip_runtime_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         "spec": plain.get("spec") or {},
         "status": status or None,
     }
+
+
+def fallback_failure_status(
+    status: StatusT | None, *, generation: int, failure: Failure
+) -> StatusT | None:
+    """A truthful status when the kind's ``on_failure`` itself failed: the shared
+    kstatus conditions (:func:`edgefleet.domain.conditions.mark_failure`) and Ready
+    False on what is stored; None when nothing is stored to build on."""
+    if status is None:
+        return None
+    now = now_rfc3339()
+    conds = mark_failure(
+        status.conditions,
+        reason=failure.reason,
+        message=failure.message,
+        permanent=failure.permanent,
+        generation=generation,
+        now=now,
+    )
+    conds = set_condition(
+        conds, Type.READY, "False", failure.reason, failure.message, generation=generation, now=now
+    )
+    return status.model_copy(update={"conditions": conds})
 
 
 def _wire(status: ObjectStatus | None) -> dict[str, Any] | None:
@@ -196,6 +231,21 @@ class Pass(Generic[StatusT]):
         except Exception as exc:  # an Event is best effort; status is the record
             self.log.warning("event not posted", reason=reason, error=str(exc))
 
+    def _failed_status(self, failure: Failure) -> StatusT | None:
+        try:
+            return self._on_failure(self.status, generation=self.generation, failure=failure)
+        except Exception as bug:  # a bug in the status function must not silence status
+            self.log.error("failure status function failed", exc_info=True)
+            self.failure = Failure(
+                Reason.INTERNAL_ERROR,
+                f"{failure.reason}: {failure.message} (computing the status failed:"
+                f" {type(bug).__name__}: {bug})",
+                permanent=False,
+            )
+            return fallback_failure_status(
+                self.status, generation=self.generation, failure=self.failure
+            )
+
     def __enter__(self) -> Self:
         return self
 
@@ -209,9 +259,7 @@ class Pass(Generic[StatusT]):
             return False  # KeyboardInterrupt, SystemExit, cancellation: not ours to map
         if exc is not None:
             self.failure = classify(exc)
-            self.status = self._on_failure(
-                self.status, generation=self.generation, failure=self.failure
-            )
+            self.status = self._failed_status(self.failure)
             self.log.warning(
                 "reconcile failed",
                 reason=self.failure.reason,
