@@ -6,7 +6,13 @@ resolved and verified, the whole update is preflighted, the blobs are downloaded
 then all new instances are started beside the old ones and probed. Only when every new
 one is healthy is the new set committed to ``runtime.json`` and the old instances
 stopped; on any failure every new instance is stopped and the old ones keep running.
-The previous image of each workload is kept for rollback; ``collect`` removes the rest.
+The previous image of each workload is kept for rollback (:mod:`.retain`); the rest
+is collected.
+
+:meth:`Activator.heal` runs every report interval: a committed workload that exited is
+started again from its prepared image; one whose host device is gone (a camera
+unplugged) is not restarted and is reported (:attr:`Activator.faults`, ``DeviceMissing``
+with the path) until the device is back.
 
 After a restart, :meth:`Activator.adopt` takes over what the runtime reports as
 running: committed instances are adopted; an uncommitted duplicate of a committed
@@ -18,16 +24,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from edgefleet_node.agent import pull, store
+from edgefleet_node.agent import pull, retain, store
 from edgefleet_node.agent.blobs import Downloaded
 from edgefleet_node.agent.client import GatewayClient
 from edgefleet_node.agent.runtime import Instance, Runtime, RuntimeFailure, VerifiedImage
 from edgefleet_node.protocol.desired import DesiredState, Workload
 
-__all__ = ["Activator", "Current", "Settings", "Timings", "UpdateFailedError"]
+__all__ = ["Activator", "Current", "Fault", "Settings", "Timings", "UpdateFailedError"]
 
 
 class UpdateFailedError(Exception):
@@ -62,27 +68,12 @@ class Current:
     instance: Instance
 
 
-def _instance_json(i: Instance) -> dict[str, object]:
-    return {
-        "id": i.id,
-        "workload": i.workload,
-        "manifestDigest": i.manifest_digest,
-        "version": i.version,
-        "configVersion": i.config_version,
-        "port": i.port,
-    }
+@dataclass(frozen=True)
+class Fault:
+    """Why a committed workload does not run as it should (found by ``heal``)."""
 
-
-def _instance(doc: Mapping[str, object]) -> Instance:
-    port = doc.get("port")
-    return Instance(
-        str(doc["id"]),
-        str(doc["workload"]),
-        str(doc["manifestDigest"]),
-        str(doc["version"]),
-        str(doc["configVersion"]),
-        int(port) if isinstance(port, int) else None,
-    )
+    reason: str  # DeviceMissing, StartFailed, ProbeFailed, ...
+    message: str
 
 
 @dataclass
@@ -91,28 +82,34 @@ class Activator:
     runtime: Runtime
     settings: Settings = field(default_factory=Settings)
     current: dict[str, Current] = field(default_factory=dict)
-    previous: list[str] = field(default_factory=list)  # manifest digests kept for rollback
+    previous: dict[str, str] = field(default_factory=dict)  # workload -> rollback image
     version: int | None = None  # the desired-state version ``current`` realises
     timings: Timings = field(default_factory=Timings)
+    faults: dict[str, Fault] = field(default_factory=dict)  # workload -> fault (heal)
+    measure: Callable[[], pull.Resources] | None = None  # free disk/memory (tests: a stand-in)
 
     # -- persistence -------------------------------------------------------------
     def load(self) -> None:
         doc = store.read_json(self.state.runtime) or {}
         self.version = doc.get("desiredVersion")
-        self.previous = [str(d) for d in doc.get("previous", [])]
+        kept = doc.get("previousImages")
+        if isinstance(kept, dict):
+            self.previous = {str(k): str(v) for k, v in kept.items()}
+        else:  # before per-workload records: kept (unnamed) until the next activation
+            self.previous = {f"#{i}": str(d) for i, d in enumerate(doc.get("previous", []))}
         self.current = {}
         for item in doc.get("workloads", []):
             workload = Workload.from_json(item["workload"], "runtime.json workload")
-            self.current[workload.name] = Current(workload, _instance(item["instance"]))
+            self.current[workload.name] = Current(workload, retain.instance(item["instance"]))
 
     def _commit(self) -> None:
         store.write_json(
             self.state.runtime,
             {
                 "desiredVersion": self.version,
-                "previous": self.previous,
+                "previousImages": self.previous,
                 "workloads": [
-                    {"workload": c.workload.to_json(), "instance": _instance_json(c.instance)}
+                    {"workload": c.workload.to_json(), "instance": retain.instance_json(c.instance)}
                     for c in self.current.values()
                 ],
             },
@@ -128,25 +125,48 @@ class Activator:
                 self.runtime.stop(inst)  # a crash mid-update left a second one
         return [c.instance for c in self.current.values() if c.instance.id not in running]
 
+    def missing_devices(self, workload: Workload) -> list[str]:
+        root = self.settings.dev_root
+        return [
+            d
+            for d in workload.host_devices
+            if not os.path.exists(os.path.join(root, d.lstrip("/")))
+        ]
+
     def heal(self) -> list[str]:
         """Start again, from the image already prepared, each committed workload that
-        no longer runs (it exited or was removed); the names that run again."""
+        no longer runs (it exited or was removed); the names that run again. What keeps
+        a workload from running as it should is left in :attr:`faults`."""
         running = {i.id for i in self.runtime.running()}
-        healed = []
+        healed, faults = [], {}
         for name, cur in list(self.current.items()):
+            if gone := self.missing_devices(cur.workload):
+                # Unplugged: a restart would fail too. A container that still runs is
+                # left running (the device may come back), but it is not healthy.
+                faults[name] = Fault(
+                    "DeviceMissing",
+                    f"workload {name} needs {', '.join(gone)}, which is gone from this device",
+                )
+                continue
             if cur.instance.id in running:
                 continue
             try:
                 inst = self.runtime.start(cur.workload, cur.workload.config)
                 deadline = time.monotonic() + self.settings.probe_timeout
                 result = self.runtime.probe(inst, cur.workload.probe, deadline)
-            except RuntimeFailure:
+            except RuntimeFailure as exc:
+                faults[name] = Fault(exc.reason, f"workload {name} could not restart: {exc}")
                 continue
             if not result.healthy:
                 self.runtime.stop(inst)
+                faults[name] = Fault(
+                    result.reason or "ProbeFailed",
+                    f"workload {name} restarted but is not healthy: {result.message}",
+                )
                 continue
             self.current[name] = Current(cur.workload, inst)
             healed.append(name)
+        self.faults = faults
         if healed:
             self._commit()
         return healed
@@ -185,11 +205,11 @@ class Activator:
             return False
         self.timings = Timings()
         for w in changed:
-            for dev in w.host_devices:
-                if not os.path.exists(os.path.join(self.settings.dev_root, dev.lstrip("/"))):
-                    raise UpdateFailedError(
-                        "DeviceMissing", f"workload {w.name} needs {dev}, which this device lacks"
-                    )
+            if absent := self.missing_devices(w):
+                raise UpdateFailedError(
+                    "DeviceMissing",
+                    f"workload {w.name} needs {', '.join(absent)}, which this device lacks",
+                )
         images = self._fetch(changed, client, image_keys, resources)
         started = self._start_all(changed, images)
         old = [self.current[w.name] for w in changed if w.name in self.current]
@@ -198,15 +218,21 @@ class Activator:
             self.current[w.name] = Current(w, inst)
         for name in removed:
             del self.current[name]
-        kept = [c.instance.manifest_digest for c in old + gone]
-        self.previous = list(dict.fromkeys(kept + self.previous))[: max(len(self.current), 1)]
+        self.previous = retain.next_previous(
+            self.previous,
+            {c.workload.name: c.instance.manifest_digest for c in old + gone},
+            {n: c.instance.manifest_digest for n, c in self.current.items()},
+        )
         self.version = doc.version
         self._commit()
         for c in old + gone:
             self.runtime.stop(c.instance)
-        keep = {c.instance.manifest_digest for c in self.current.values()} | set(self.previous)
+        for w in changed:
+            self.faults.pop(w.name, None)
+        keep = {c.instance.manifest_digest for c in self.current.values()}
+        keep |= set(self.previous.values())
         self.runtime.collect(keep)
-        self._collect_blobs(keep)
+        retain.collect_blobs(self.state, keep)
         return True
 
     def _fetch(
@@ -220,7 +246,10 @@ class Activator:
         before = client.received
         try:
             resolved = [pull.resolve(client, w, image_keys) for w in changed]
-            measured = (resources or (lambda: pull.Resources.measure(self.state.root)))()
+            measure = (
+                resources or self.measure or (lambda: pull.Resources.measure(self.state.blobs))
+            )
+            measured = measure()
             pull.preflight(resolved, self.state, measured, self.settings.disk_reserve)
             t1 = time.monotonic()
             stats = Downloaded()
@@ -268,23 +297,3 @@ class Activator:
         self.timings.start = t1 - t0
         self.timings.probe = time.monotonic() - t1
         return started
-
-    def _collect_blobs(self, keep_manifests: set[str]) -> None:
-        """Delete store blobs no kept manifest references (best effort)."""
-        from edgefleet_node.oci import parse as oci_parse
-
-        referenced: set[str] = set()
-        for digest in keep_manifests:
-            path = self.state.blob(digest)
-            try:
-                manifest = oci_parse.parse_manifest(path.read_bytes(), None, digest)
-            except (OSError, ValueError):
-                return  # unsure what is referenced: delete nothing
-            referenced |= {digest, manifest.config.digest, *(d.digest for d in manifest.layers)}
-        for path in self.state.blobs.iterdir():
-            if path.name.startswith("."):
-                continue
-            # Partial downloads belong to updates that were superseded: nothing is in
-            # flight while an activation runs, so they can go too.
-            if path.name.endswith(".partial") or "sha256:" + path.name not in referenced:
-                path.unlink(missing_ok=True)

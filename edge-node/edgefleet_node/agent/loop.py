@@ -142,9 +142,14 @@ class Agent:
         self.creds.check()
         if time.monotonic() >= self._next_heal:
             self._next_heal = time.monotonic() + self.settings.report_interval
+            faults = dict(self.activator.faults)
             healed = self.activator.heal()
             if healed:
                 self.log.warning("workloads restarted", **self._where, workloads=healed)
+            if self.activator.faults != faults:
+                found = {n: f.message for n, f in self.activator.faults.items()}
+                self.log.warning("workload faults changed", **self._where, faults=found)
+            if healed or self.activator.faults != faults:
                 self.reporter.kick()
         if (
             self.held is not None

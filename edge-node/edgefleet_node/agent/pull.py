@@ -173,28 +173,36 @@ def _verify_signature(client: GatewayClient, workload: Workload, keys: Sequence[
 def preflight(
     resolved: Sequence[Resolved], state: store.StateDir, resources: Resources, reserve: int
 ) -> None:
-    """Step 4 for all workloads of one document together; raises :class:`PullError`."""
+    """Step 4 for all workloads of one document together; raises :class:`PullError`
+    naming what each workload still needs (disk) or the workload that cannot fit
+    (memory)."""
     missing: dict[str, int] = {}
+    per_workload: dict[str, int] = {}
     for item in resolved:
         for desc in item.blobs:
             if not state.blob(desc.digest).exists():
                 partial = state.blob(desc.digest).with_name(desc.digest[7:] + ".partial")
                 have = partial.stat().st_size if partial.exists() else 0
-                missing[desc.digest] = max(desc.size - have, 0)
+                if desc.digest not in missing:
+                    missing[desc.digest] = max(desc.size - have, 0)
+                    name = item.workload.name
+                    per_workload[name] = per_workload.get(name, 0) + missing[desc.digest]
     need = sum(missing.values()) + reserve
     if need > resources.disk_free:
+        each = ", ".join(f"{name} {size}" for name, size in per_workload.items())
         raise PullError(
             "InsufficientDisk",
-            f"the update needs {need} bytes on disk ({sum(missing.values())} to download "
-            f"+ {reserve} reserve), {resources.disk_free} are free",
+            f"the update needs {need} bytes on disk ({sum(missing.values())} to download: "
+            f"{each}; + {reserve} reserve), {resources.disk_free} are free",
         )
-    weights = max((d.size for item in resolved for d in item.manifest.layers), default=0)
-    if resources.memory_available is not None and weights > resources.memory_available:
-        raise PullError(
-            "InsufficientMemory",
-            f"the largest model layer is {weights} bytes, {resources.memory_available} "
-            "bytes of memory are available",
-        )
+    for item in resolved:
+        weights = max((d.size for d in item.manifest.layers), default=0)
+        if resources.memory_available is not None and weights > resources.memory_available:
+            raise PullError(
+                "InsufficientMemory",
+                f"workload {item.workload.name}: its largest model layer is {weights} bytes, "
+                f"{resources.memory_available} bytes of memory are available",
+            )
 
 
 def download(

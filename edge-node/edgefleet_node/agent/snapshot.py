@@ -4,7 +4,8 @@
 the active one and every workload runs (or none is desired); ``False`` with
 ``Updating`` while a newer document is not active yet (also after a failed update: the
 old workloads keep serving, ``UpdateFailed`` says why) and ``WorkloadUnhealthy`` when a
-committed workload is not running.
+committed workload is not running; with the fault's reason (``DeviceMissing`` with the
+path, ``StartFailed``, ...) when the agent knows why (``Activator.faults``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def take(agent: Agent) -> Snapshot:
     running = {i.id for i in agent.runtime.running()}
     workloads = []
     for cur in list(agent.activator.current.values()):
-        healthy = cur.instance.id in running
-        metrics = _metrics(agent, cur.instance) if healthy else proto_report.WorkloadMetrics()
+        runs = cur.instance.id in running
+        healthy = runs and cur.workload.name not in agent.activator.faults
+        metrics = _metrics(agent, cur.instance) if runs else proto_report.WorkloadMetrics()
         workloads.append(
             proto_report.WorkloadStatus(
                 cur.workload.name,
@@ -48,6 +50,8 @@ def take(agent: Agent) -> Snapshot:
         set_ready("Ready", "True", "NothingToRun", "no workloads desired")
     elif not in_sync and held is not None:
         set_ready("Ready", "False", "Updating", f"desired version {held.version} is not active")
+    elif faults := list(agent.activator.faults.values()):
+        set_ready("Ready", "False", faults[0].reason, "; ".join(f.message for f in faults))
     elif workloads and all(w.health == "Healthy" for w in workloads):
         set_ready("Ready", "True", "WorkloadsHealthy", f"{len(workloads)} workload(s) healthy")
     else:
