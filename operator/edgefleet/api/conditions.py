@@ -29,7 +29,6 @@ class Type:
     UPDATE_FAILED: Final = "UpdateFailed"
     # Rollout
     PROGRESSING: Final = "Progressing"
-    HEALTHY: Final = "Healthy"
     ABORTED: Final = "Aborted"
     DEVICES_SKIPPED: Final = "DevicesSkipped"
 
