@@ -161,11 +161,30 @@ class AppImageBuilder:
         tags: Sequence[str] = (),
         progress: Progress | None = None,
     ) -> AppBuildResult:
+        """Build, push and sign ``spec`` for ``platforms``; tag the index with ``tags``.
+
+        The build talks to the registry through its own metered view
+        (:meth:`RegistryClient.metered`), so builds that share a client report their
+        own byte counts.
+        """
+        with self._registry.metered() as registry:
+            return self._build(registry, spec, repo, platforms, sources, scripts, tags, progress)
+
+    def _build(
+        self,
+        registry: RegistryClient,
+        spec: appimage.AppSpec,
+        repo: str,
+        platforms: Mapping[str, Sequence[LockedWheel]],
+        sources: Mapping[str, bytes],
+        scripts: Mapping[str, str],
+        tags: Sequence[str],
+        progress: Progress | None,
+    ) -> AppBuildResult:
         say = progress or (lambda _m: None)
         started = time.monotonic()
-        before = self._registry.snapshot()
         base_repo, base_ref = self._base
-        data, media_type, _ = self._registry.get_manifest(base_repo, base_ref)
+        data, media_type, _ = registry.get_manifest(base_repo, base_ref)
         index = oci.parse_index(data, media_type)
         app = appimage.app_layer(sources, scripts, spec.dirs)
         entries: list[tuple[oci.Descriptor, oci.Platform]] = []
@@ -174,23 +193,23 @@ class AppImageBuilder:
             paths = fetch_locked(platform, locked, self._cache / "wheels")
             site = appimage.site_packages_layer((p.name, p.read_bytes()) for p in paths)
             base_desc = index.find(oci.Platform.parse(platform))
-            data, media_type, _ = self._registry.get_manifest(base_repo, base_desc.digest)
+            data, media_type, _ = registry.get_manifest(base_repo, base_desc.digest)
             base = oci.parse_manifest(data, media_type, expected_digest=base_desc.digest)
             base_config = oci.parse_config(
-                self._registry.get_blob(base_repo, base.config.digest),
+                registry.get_blob(base_repo, base.config.digest),
                 expected_digest=base.config.digest,
             )
             image = appimage.assemble(base_config, base.layers, site, app, spec)
             for layer in base.layers:
-                if not self._registry.has_blob(repo, layer.digest) and not (
-                    self._registry.mount_blob(repo, layer.digest, base_repo)
+                if not registry.has_blob(repo, layer.digest) and not (
+                    registry.mount_blob(repo, layer.digest, base_repo)
                 ):
-                    data = self._registry.get_blob(base_repo, layer.digest)
-                    self._registry.push_blob(repo, oci.Blob(data, layer.media_type))
+                    data = registry.get_blob(base_repo, layer.digest)
+                    registry.push_blob(repo, oci.Blob(data, layer.media_type))
             for new in (site.blob, app.blob, image.config):
-                self._registry.push_blob(repo, new)
-            self._put_manifest(repo, image.manifest.digest, image.manifest)
-            signer.sign_and_push(self._registry, repo, image.manifest.digest, self._key)
+                registry.push_blob(repo, new)
+            _put_manifest(registry, repo, image.manifest.digest, image.manifest)
+            signer.sign_and_push(registry, repo, image.manifest.digest, self._key)
             size = sum(d.size for d in base.layers) + site.blob.size + app.blob.size
             say(f"{spec.name} {platform}: {repo}@{image.manifest.digest} ({size} bytes)")
             builds.append(
@@ -205,24 +224,24 @@ class AppImageBuilder:
             },
         )
         for reference in (index_blob.digest, *tags):
-            self._put_manifest(repo, reference, index_blob)
-        signer.sign_and_push(self._registry, repo, index_blob.digest, self._key)
+            _put_manifest(registry, repo, reference, index_blob)
+        signer.sign_and_push(registry, repo, index_blob.digest, self._key)
         say(f"{spec.name}: index {repo}@{index_blob.digest} signed")
-        after = self._registry.snapshot()
         return AppBuildResult(
-            repository=f"{self._registry.host}/{repo}",
+            repository=f"{registry.host}/{repo}",
             index_digest=index_blob.digest,
             tags=tuple(tags),
             images=tuple(builds),
             seconds=round(time.monotonic() - started, 3),
-            bytes_uploaded=after.bytes_uploaded - before.bytes_uploaded,
+            bytes_uploaded=registry.snapshot().bytes_uploaded,
         )
 
-    def _put_manifest(self, repo: str, reference: str, blob: oci.Blob) -> None:
-        """Push a manifest unless ``reference`` already names exactly these bytes."""
-        current = self._registry.head_manifest(repo, reference)
-        if current is None or current.digest != blob.digest:
-            self._registry.put_manifest(repo, reference, blob)
+
+def _put_manifest(registry: RegistryClient, repo: str, reference: str, blob: oci.Blob) -> None:
+    """Push a manifest unless ``reference`` already names exactly these bytes."""
+    current = registry.head_manifest(repo, reference)
+    if current is None or current.digest != blob.digest:
+        registry.put_manifest(repo, reference, blob)
 
 
 def _node_pyproject() -> Path | None:

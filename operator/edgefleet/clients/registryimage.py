@@ -78,11 +78,42 @@ def build_registry_image(
     mirror: str = DEFAULT_MIRROR,
     progress: Progress | None = None,
 ) -> AppBuildResult:
-    """Build the registry image for ``platforms`` on the base index; return the result."""
+    """Build the registry image for ``platforms`` on the base index; return the result.
+
+    The build counts its traffic on its own metered view of ``registry``
+    (:meth:`RegistryClient.metered`), so builds sharing a client report their own bytes.
+    """
+    with registry.metered() as view:
+        return _build(
+            view,
+            signing_key,
+            cache_dir,
+            repo=repo,
+            platforms=platforms,
+            tags=tags,
+            base_repository=base_repository,
+            base_reference=base_reference,
+            mirror=mirror,
+            progress=progress,
+        )
+
+
+def _build(
+    registry: RegistryClient,
+    signing_key: ec.EllipticCurvePrivateKey,
+    cache_dir: Path,
+    *,
+    repo: str,
+    platforms: Sequence[str],
+    tags: Sequence[str] | None,
+    base_repository: str,
+    base_reference: str,
+    mirror: str,
+    progress: Progress | None,
+) -> AppBuildResult:
     say = progress or (lambda m: print(m, file=sys.stderr))
     lock = load_lock()
     started = time.monotonic()
-    before = registry.snapshot()
     data, media_type, _ = registry.get_manifest(base_repository, base_reference)
     index = oci.parse_index(data, media_type)
     entries: list[tuple[oci.Descriptor, oci.Platform]] = []
@@ -135,5 +166,5 @@ def build_registry_image(
         tags=tuple(tags),
         images=tuple(builds),
         seconds=round(time.monotonic() - started, 3),
-        bytes_uploaded=registry.snapshot().bytes_uploaded - before.bytes_uploaded,
+        bytes_uploaded=registry.snapshot().bytes_uploaded,
     )
