@@ -140,6 +140,8 @@ def test_install_creates_operator_and_rbac(crds, release):
         (f"{GW}|get", "configmaps/edgefleet-signing-key-public", NS, True),
         (f"{GW}|get", "secrets/edgefleet-device-ca", "default", False),
         (f"{GW}|create", "pods", NS, False),
+        (f"{GW}|create", "events", "default", True),  # with a status failure it records
+        (f"{GW}|delete", "events", "default", False),
     ],
 )
 def test_rbac_is_least_privilege(crds, release, verb, resource, namespace, allowed):

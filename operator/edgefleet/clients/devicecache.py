@@ -6,7 +6,8 @@ The gateway answers every device request from this cache. It lists the EdgeDevic
 again. Each change wakes whoever waits on that device (:meth:`DeviceCache.changed`:
 the long-polls) and calls the registered listeners (lock-out, status writer), so a
 desired-state change or a suspension reaches the device at once. An object that does
-not validate is kept out of the cache (the device is refused) and logged. Objects are
+not validate is kept out of the cache (the device is refused), logged, and handed to
+the invalid-object listeners (the status writer: ``Stalled``, ``InvalidSpec``). Objects are
 kept without ``metadata.managedFields`` (nothing here reads them; they were ~40 % of a
 cached device's memory).
 """
@@ -25,12 +26,14 @@ from edgefleet.api.edgedevice import EdgeDevice
 from edgefleet.api.meta import GROUP, VERSION
 from edgefleet.clients.kube import KubeClient, KubeError
 
-__all__ = ["DeviceCache", "DeviceKey", "Listener"]
+__all__ = ["DeviceCache", "DeviceKey", "InvalidListener", "Listener"]
 
 log = structlog.get_logger("edgefleet.gateway.cache")
 
 DeviceKey = tuple[str, str]  # (namespace, name)
 Listener = Callable[[DeviceKey, EdgeDevice | None, EdgeDevice | None], None]
+#: Called with an object the API server holds but the models refuse, and why.
+InvalidListener = Callable[[DeviceKey, dict[str, Any], pydantic.ValidationError], None]
 
 
 class DeviceCache:
@@ -42,6 +45,7 @@ class DeviceCache:
         self._devices: dict[DeviceKey, EdgeDevice] = {}
         self._events: dict[DeviceKey, asyncio.Event] = {}
         self._listeners: list[Listener] = []
+        self._invalid_listeners: list[InvalidListener] = []
         self._synced: dict[str, bool] = {}
         self.ready = asyncio.Event()
         self.changed_at: dict[DeviceKey, float] = {}  # monotonic time of the last change
@@ -57,6 +61,11 @@ class DeviceCache:
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def add_invalid_listener(self, listener: InvalidListener) -> None:
+        """Be told of objects kept out of the cache because the models refuse them
+        (the status writer records them as ``Stalled``, reason ``InvalidSpec``)."""
+        self._invalid_listeners.append(listener)
 
     def event(self, key: DeviceKey) -> asyncio.Event:
         """An event set at the next change of ``key`` (take it before checking state)."""
@@ -107,6 +116,8 @@ class DeviceCache:
                     name=key[1],
                     errors=exc.error_count(),
                 )
+                for on_invalid in self._invalid_listeners:
+                    on_invalid(key, raw, exc)
         if new is None:
             self._devices.pop(key, None)
         else:

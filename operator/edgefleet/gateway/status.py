@@ -10,6 +10,15 @@ skipped. Two paths:
 - :meth:`StatusWriter.mark` — coalesced heartbeat transitions (Online, lastSeen), flushed
   by :meth:`StatusWriter.run` at most ``write_rate`` per second, newest state at flush
   time (a burst of reconnects after a restart is spread out, and nothing is lost).
+
+Failures follow the one reconcile pattern (``docs/design.md`` §Reconcile): status is
+always written. An EdgeDevice the API models refuse (stored before a rule existed) is
+handed over by the cache (:meth:`StatusWriter.refuse`) and an exception escaping
+:func:`~edgefleet.domain.devicestatus.compute` is caught; both go through
+:func:`~edgefleet.domain.failures.classify` and
+:func:`~edgefleet.domain.devicefailure.from_failure` — ``Stalled=True`` reason
+``InvalidSpec`` naming the field, or ``Reconciling=True`` reason ``InternalError`` — and
+a Warning Event. A fixed object is recomputed at its next change (:meth:`on_change`).
 """
 
 from __future__ import annotations
@@ -28,10 +37,12 @@ from edgefleet.clients.devicecache import DeviceCache, DeviceKey
 from edgefleet.clients.kube import KubeClient, KubeError
 from edgefleet.domain import devicestatus
 from edgefleet.domain.devicestatus import Observation
+from edgefleet.domain.failures import Failure, classify
 from edgefleet.gateway.metrics import GatewayMetrics
+from edgefleet.gateway.status_failure import FailureRecorder, failed_here
 from edgefleet_node.protocol import wire
 
-__all__ = ["FIELD_MANAGER", "StatusWriter", "stored_owned"]
+__all__ = ["FIELD_MANAGER", "StatusComputeError", "StatusWriter", "stored_owned"]
 
 log = structlog.get_logger("edgefleet.gateway.status")
 
@@ -87,6 +98,14 @@ def only_metrics_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return strip(old) == strip(new)
 
 
+class StatusComputeError(Exception):
+    """Computing a device's status failed; the failure is in its status already."""
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 class StatusWriter:
     def __init__(
         self,
@@ -105,7 +124,11 @@ class StatusWriter:
         self._interval = last_seen_interval
         self._rate = write_rate
         self._pending: dict[DeviceKey, Observation] = {}
+        self._refused: dict[DeviceKey, tuple[dict[str, Any], Failure]] = {}
         self._wake = asyncio.Event()
+        self._failures = FailureRecorder(kube, metrics, FIELD_MANAGER, replica)
+        cache.add_invalid_listener(self.refuse)
+        cache.add_listener(self.on_change)
 
     @staticmethod
     def _path(key: DeviceKey) -> str:
@@ -123,7 +146,17 @@ class StatusWriter:
         for attempt in range(3):
             if device is None:
                 return False
-            new = self.status_for(device, obs)
+            try:
+                new = self.status_for(device, obs)
+            except Exception as exc:
+                log.error(
+                    "EdgeDevice status computation failed",
+                    namespace=key[0],
+                    name=key[1],
+                    exc_info=True,
+                )
+                await self.write_failure(key, device.wire(), classify(exc), kind=kind)
+                raise StatusComputeError(f"{type(exc).__name__}: {exc}") from exc
             old = stored_owned(device)
             if _comparable(new) == _comparable(old):
                 return False
@@ -166,8 +199,30 @@ class StatusWriter:
             raise
         try:
             return EdgeDevice.model_validate(raw)
-        except pydantic.ValidationError:
+        except pydantic.ValidationError as exc:
+            self.refuse(key, raw, exc)
             return None
+
+    # -- failures (the reconcile pattern's on_failure, for the gateway's part) ---------
+    def refuse(self, key: DeviceKey, raw: dict[str, Any], error: Exception) -> None:
+        """The cache holds no model of ``raw`` (``error``): queue its failure status."""
+        self._refused[key] = (raw, classify(error))
+        self._wake.set()
+
+    def on_change(self, key: DeviceKey, old: EdgeDevice | None, new: EdgeDevice | None) -> None:
+        """Cache listener: an object whose stored status is a failure recorded here is
+        recomputed (a fixed spec clears ``Stalled``, even for a device never enrolled)."""
+        if new is None:
+            return
+        self._refused.pop(key, None)
+        if failed_here(new):
+            self.mark(key, Observation(_now(), replica=self.replica))
+
+    async def write_failure(
+        self, key: DeviceKey, raw: dict[str, Any], failure: Failure, *, kind: str
+    ) -> bool:
+        """Record ``failure`` in the status of ``raw`` (see :class:`FailureRecorder`)."""
+        return await self._failures.write(key, raw, failure, kind=kind)
 
     def mark(self, key: DeviceKey, obs: Observation) -> None:
         """Queue a heartbeat transition; the newest per device wins."""
@@ -187,6 +242,15 @@ class StatusWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            while self._refused:
+                key = next(iter(self._refused))
+                raw, failure = self._refused.pop(key)
+                try:
+                    await self.write_failure(key, raw, failure, kind="invalid")
+                except Exception as exc:  # the next change of the object tries again
+                    log.warning(
+                        "status write failed", namespace=key[0], name=key[1], error=str(exc)[:300]
+                    )
             while self._pending:
                 key = next(iter(self._pending))
                 obs = self._pending.pop(key)
@@ -194,6 +258,8 @@ class StatusWriter:
                 started = time.monotonic()
                 try:
                     wrote = await self.write(key, obs, kind="heartbeat")
+                except StatusComputeError:
+                    wrote = True  # recorded in status; the next observation retries
                 except Exception as exc:
                     log.warning(
                         "status write failed; will retry",
