@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field
 
 from edgefleet.api.meta import (
     API_VERSION,
+    DNS_LABEL,
+    PLATFORMS,
     ApiModel,
     ConfigValues,
     ObjectMeta,
@@ -100,14 +104,20 @@ class Optimization(ApiModel):
     """Int8Dynamic quantises MatMul/Gemm weights to int8 (dynamic quantisation, for CPUs)."""
 
 
-_DISJOINT = "self.all(a, self.all(b, a == b || !a.platforms.exists(p, p in b.platforms)))"
+#: Each platform in at most one optimization, counted per platform: comparing entries
+#: pairwise (``a == b``) would let two identical entries through.
+_DISJOINT = (
+    "[" + ", ".join(f"'{p}'" for p in PLATFORMS) + "]"
+    ".all(p, self.filter(o, p in o.platforms).size() <= 1)"
+)
+_DISJOINT_MESSAGE = "a platform may appear in only one optimization"
 
 
 def _disjoint(optimizations: list[Optimization]) -> list[Optimization]:
-    for a in optimizations:
-        for b in optimizations:
-            if a != b and set(a.platforms) & set(b.platforms):
-                raise ValueError("a platform may appear in only one optimization")
+    counts = Counter(p for o in optimizations for p in o.platforms)
+    twice = sorted(p for p, n in counts.items() if n > 1)
+    if twice:
+        raise ValueError(f"{_DISJOINT_MESSAGE}; {', '.join(twice)} appears more than once")
     return optimizations
 
 
@@ -116,11 +126,7 @@ Optimizations = Annotated[
     AfterValidator(_disjoint),
     Field(
         max_length=3,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(_DISJOINT, "a platform may appear in only one optimization")
-            ]
-        },
+        json_schema_extra={"x-kubernetes-validations": [cel(_DISJOINT, _DISJOINT_MESSAGE)]},
     ),
 ]
 
@@ -187,6 +193,13 @@ class Probe(ApiModel):
             )
 
 
+#: The device refuses a desired-state document whose host device path contains "..".
+_NO_DOTDOT = "self.all(d, !d.contains('..'))"
+_NO_DOTDOT_MESSAGE = (
+    "hostDevices must be paths under /dev/ without '..': the device refuses any other"
+)
+
+
 class InferenceModelSpec(ApiModel):
     """What to build: one model at one version for a set of platforms."""
 
@@ -222,7 +235,12 @@ class InferenceModelSpec(ApiModel):
     host_devices: list[
         Annotated[str, Field(max_length=128, pattern=r"^/dev/[A-Za-z0-9/_.-]+$")]
     ] = Field(
-        default_factory=list, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"}
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "x-kubernetes-validations": [cel(_NO_DOTDOT, _NO_DOTDOT_MESSAGE)],
+        },
     )
     """Host devices the model needs (a camera such as /dev/video0, a GPU node); the agent
     maps them into the container and reports a condition when the device lacks one."""
@@ -230,6 +248,8 @@ class InferenceModelSpec(ApiModel):
     def model_post_init(self, context: Any, /) -> None:
         if len(set(self.host_devices)) != len(self.host_devices):
             raise ValueError("hostDevices must not repeat")
+        if any(".." in path for path in self.host_devices):
+            raise ValueError(_NO_DOTDOT_MESSAGE)
         targets = set(self.platforms)
         for optimization in self.optimizations:
             stray = [p for p in optimization.platforms if p not in targets]
@@ -288,11 +308,28 @@ class InferenceModelStatus(ObjectStatus):
     """Earlier builds, newest first."""
 
 
+_NAME_MESSAGE = (
+    "an InferenceModel name must be a DNS label (at most 63 lowercase alphanumerics or '-',"
+    " no '.'): devices run a workload under the model's name"
+)
+
+
 class InferenceModel(ApiModel):
     """An ONNX model at one version, built and signed for each target platform."""
 
     KIND: ClassVar[str] = "InferenceModel"
     PLURAL: ClassVar[str] = "inferencemodels"
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"self.metadata.name.size() <= 63 && self.metadata.name.matches('{DNS_LABEL}')",
+                    _NAME_MESSAGE,
+                )
+            ]
+        }
+    )
 
     api_version: Literal["edgefleet.io/v1alpha1"] = API_VERSION
     kind: Literal["InferenceModel"] = "InferenceModel"
@@ -303,3 +340,8 @@ class InferenceModel(ApiModel):
     )
     """Defaulted to observedGeneration 0 by the API server, so kstatus (Flux's health
     checks) reads an object no controller has looked at yet as InProgress, never Current."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        name = self.metadata.name
+        if len(name) > 63 or not re.fullmatch(DNS_LABEL, name):
+            raise ValueError(f"{_NAME_MESSAGE}; {name!r} is not")

@@ -18,6 +18,7 @@ from edgefleet.api.edgedevice import WorkloadProbe
 from edgefleet.api.inferencemodel import VERSION_PATTERN
 from edgefleet.api.meta import (
     API_VERSION,
+    DNS_LABEL,
     ApiModel,
     ConfigValues,
     DnsLabel,
@@ -52,8 +53,8 @@ INT_OR_PERCENT = r"^([0-9]{1,6}|([0-9]|[1-9][0-9]|100)%)$"
 class ModelRef(ApiModel):
     """The InferenceModel (in the Rollout's namespace) and the version to roll out."""
 
-    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    """InferenceModel name."""
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
+    """InferenceModel name (a DNS label, as InferenceModel names are)."""
     version: str = Field(min_length=1, max_length=64, pattern=VERSION_PATTERN)
     """Version that must match the InferenceModel's spec.version (same syntax)."""
 
