@@ -172,7 +172,10 @@ def _stream(
                     # A full disk: free what this download took, for the running workload.
                     out.close()
                     partial.unlink(missing_ok=True)
-                    raise DownloadError("DiskFull", f"blob {desc.digest}: the disk is full")
+                    # Retried with backoff: space may be freed meanwhile.
+                    raise DownloadError(
+                        "DiskFull", f"blob {desc.digest}: the disk is full", transient=True
+                    )
                 hasher.update(chunk)
                 have += len(chunk)
                 remaining -= len(chunk)

@@ -8,7 +8,8 @@ Order (nothing reaches the runtime before every step passed):
 3. the manifest's cosign signature (``sha256-<hex>.sig``) must verify with a pinned
    image key and claim exactly that digest;
 4. preflight: the blobs not yet in the store (plus a reserve) must fit on the disk, the
-   largest layer (the weights, loaded into memory) must fit in available memory;
+   largest layer (the weights, loaded into memory) must fit in available memory (both
+   retried with backoff, as a full disk mid-download is: space may be freed);
 5. config and layers are downloaded (resumable, digest-checked, size-bounded).
 """
 
@@ -194,6 +195,7 @@ def preflight(
             "InsufficientDisk",
             f"the update needs {need} bytes on disk ({sum(missing.values())} to download: "
             f"{each}; + {reserve} reserve), {resources.disk_free} are free",
+            transient=True,  # retried with backoff: space may be freed meanwhile
         )
     for item in resolved:
         weights = max((d.size for d in item.manifest.layers), default=0)
@@ -202,6 +204,7 @@ def preflight(
                 "InsufficientMemory",
                 f"workload {item.workload.name}: its largest model layer is {weights} bytes, "
                 f"{resources.memory_available} bytes of memory are available",
+                transient=True,
             )
 
 
