@@ -10,7 +10,13 @@ kopf's per-object records carry the object's ``namespace`` and ``name``.
 
 Secrets are never passed to a logger: keys, tokens and passwords have no field here,
 and :func:`redact` masks values under names that look secret — at any depth of nested
-mappings and lists — should one slip into an event.
+mappings and lists — should one slip into an event. That covers a stdlib record's
+message arguments too (``log.warning("login %s", {"password": …})``): they are
+redacted before they are formatted into the message. A stdlib record's ``extra``
+fields are dropped except kopf's ``k8s_ref`` (reduced to namespace and name): a
+library's extra may be any object, and redaction by key cannot see into its repr.
+A secret passed as a bare positional string (``"%s", token``) has no key to go by;
+that is what "never passed to a logger" rules out.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ _SECRET_WORDS = (
     "secret",
     "private",
     "key_pem",
+    "passphrase",
+    "api_key",
+    "apikey",
+    "api-key",
     "authorization",
     "credential",
     "cookie",
@@ -49,8 +59,10 @@ def _scrub(value: Any, depth: int) -> Any:
         return value
     if isinstance(value, Mapping):
         return {k: "[redacted]" if _secret(k) else _scrub(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
         return [_scrub(v, depth + 1) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_scrub(v, depth + 1) for v in value)
     return value
 
 
@@ -61,6 +73,20 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
             event[key] = "[redacted]"
         elif isinstance(event[key], (Mapping, list, tuple)):
             event[key] = _scrub(event[key], 1)
+    return event
+
+
+def _format_args(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Format a stdlib record's ``%`` arguments into its message, redacted first."""
+    args = event.pop("positional_args", None)
+    if args:
+        args = _scrub(args, 1)
+        try:
+            event["event"] = str(event["event"]) % args
+        except (TypeError, ValueError, KeyError):
+            event["event"] = f"{event['event']} {args!r}"
     return event
 
 
@@ -111,9 +137,12 @@ def configure(
             *shared,
             structlog.stdlib.ExtraAdder(allow=["k8s_ref", "k8s_skip"]),
             _kopf_object,
-            structlog.stdlib.PositionalArgumentsFormatter(),
+            _format_args,
             redact,
         ],
+        # The message and its arguments apart, so the arguments are redacted first.
+        pass_foreign_args=True,
+        use_get_message=False,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
