@@ -227,8 +227,8 @@ class Activator:
         self._commit()
         for c in old + gone:
             self.runtime.stop(c.instance)
-        for w in changed:
-            self.faults.pop(w.name, None)
+        fixed = {w.name for w in changed}  # a new dict: the reporter thread reads it
+        self.faults = {n: f for n, f in self.faults.items() if n not in fixed}
         keep = {c.instance.manifest_digest for c in self.current.values()}
         keep |= set(self.previous.values())
         self.runtime.collect(keep)
