@@ -165,3 +165,27 @@ def test_an_unplugged_device_is_reported_and_the_workload_comes_back_with_it(
             "Ready", lambda: (_condition(gw, "Ready") or ())[:2] == ("True", "WorkloadsHealthy")
         )
         assert agent.activator.faults == {}
+
+
+def test_a_workload_that_cannot_be_restarted_says_why(gw, state) -> None:
+    image = gw.add_image(REPO, [1000])
+    gw.publish((image.workload(),))
+    rt = SimulatedRuntime()
+    with running_agent(state, rt):
+        wait_for(
+            "Ready", lambda: (_condition(gw, "Ready") or ())[:2] == ("True", "WorkloadsHealthy")
+        )
+        rt.behaviour.exit_on_start.add(image.manifest.digest)  # it now dies at once
+        (first,) = rt.running()
+        rt.stop(first)
+        ready = wait_for(
+            "Exited", lambda: (c := _condition(gw, "Ready")) and c[1] == "Exited" and c
+        )
+        assert ready[0] == "False"
+        assert "model" in ready[2]
+        assert "not healthy" in ready[2]
+        rt.behaviour.exit_on_start.clear()
+        wait_for(
+            "Ready", lambda: (_condition(gw, "Ready") or ())[:2] == ("True", "WorkloadsHealthy")
+        )
+        assert _running(rt) == {"model": image.manifest.digest}
