@@ -116,6 +116,7 @@ class Faults:
     declare_more: set[str] = field(default_factory=set)  # Content-Length larger than size
     offline: bool = False  # close every connection without answering
     overloaded: int | None = None  # answer polls 503 with this Retry-After
+    lose_ack_once: bool = False  # take the next report batch, then close without an answer
 
 
 class FakeGateway:
@@ -165,7 +166,8 @@ class FakeGateway:
         self.trust_serial = 1
         self.trust_keys: list[ec.EllipticCurvePrivateKey] = []
         self.trust_signer: ec.EllipticCurvePrivateKey | None = None
-        self.reports: dict[int, report.Report] = {}
+        self.reports: dict[int, report.Report] = {}  # seq -> the report (first arrival)
+        self.deliveries: list[int] = []  # every seq of every batch received, in order
         self.report_posts = 0
         self.blob_bytes_sent: dict[str, int] = {}
         self.tokens: set[str] = set()
@@ -469,7 +471,13 @@ def _handler(gw: FakeGateway) -> type[BaseHTTPRequestHandler]:
                 batch = report.ReportBatch.from_bytes(body)
                 gw.report_posts += 1
                 for r in batch.reports:
+                    gw.deliveries.append(r.seq)  # a second arrival stays visible here
                     gw.reports.setdefault(r.seq, r)
+                if gw.faults.lose_ack_once:
+                    gw.faults.lose_ack_once = False
+                    self.close_connection = True
+                    self.connection.close()
+                    return None
                 acked = max(gw.reports)
                 return self._send(200, report.Ack(acked).to_bytes())
             return self._error(404, "NotFound")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,9 @@ import pytest
 
 from edgefleet_node.agent import cli
 from edgefleet_node.agent import config as cfg
+from edgefleet_node.agent.reports import ReportQueue
 from edgefleet_node.agent.simulated import SimulatedRuntime
+from edgefleet_node.protocol import wire
 from tests.unit.agent_gateway_fake import FakeGateway
 from tests.unit.agent_helpers import FAST, enrolled, running_agent, wait_for
 
@@ -114,18 +118,32 @@ def test_status_shows_what_runs(gw: FakeGateway, tmp_path: Path, capsys) -> None
     image = gw.add_image("edgefleet/models/fleet/m", [1000])
     gw.publish((image.workload(),))
     rt = SimulatedRuntime()
-    with running_agent(state, rt):
+    started = time.time()
+    with running_agent(state, rt) as agent:
         wait_for("running", lambda: rt.running())
         wait_for("status written", lambda: json.loads(state.status.read_text())["workloads"])
+        wait_for("in contact", lambda: json.loads(state.status.read_text()).get("lastContact"))
+        gw.faults.offline = True  # what the agent reports from now on stays queued
+        went_offline = time.time()
+        wait_for("reports queued", lambda: len(agent.queue) >= 2)
+    contact = json.loads(state.status.read_text())["lastContact"]
+    assert started <= contact <= went_offline
+    shown_contact = wire.format_time(datetime.datetime.fromtimestamp(contact, datetime.UTC))
+    queued = len(ReportQueue(state.reports))
+    assert queued >= 2
     assert cli.main(["--state-dir", str(state.root), "status", "-o", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["device"] == "fleet/dev-1"
     assert doc["workloads"][0]["manifestDigest"] == image.manifest.digest
     assert doc["workloads"][0]["health"] == "Healthy"
     assert doc["activeVersion"] == gw.version
+    assert doc["lastContact"] == shown_contact
+    assert doc["queuedReports"] == queued
     assert cli.main(["--state-dir", str(state.root), "status"]) == 0
     human = capsys.readouterr().out
     assert image.manifest.digest in human
+    assert f"last contact: {shown_contact}" in human
+    assert f"reports:      {queued} queued" in human
     assert "PRIVATE KEY" not in human + json.dumps(doc)
     assert "PRIVATE KEY" in key  # (the key is where it belongs)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,15 @@ def _ready(gw: FakeGateway) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in newest.conditions)
 
 
+def _arrived_once_in_order(gw: FakeGateway) -> list[int]:
+    """Every seq the gateway received, checked: 1..n, each exactly once, in order."""
+    twice = sorted(seq for seq, n in Counter(gw.deliveries).items() if n > 1)
+    assert twice == [], f"reports delivered more than once: {twice}"
+    assert gw.deliveries == sorted(gw.deliveries), "reports delivered out of order"
+    assert gw.deliveries == list(range(1, len(gw.deliveries) + 1)), "reports lost"
+    return gw.deliveries
+
+
 def test_offline_keeps_serving_and_every_report_arrives_once(gw, state) -> None:
     image = gw.add_image(REPO, [4096])
     gw.publish((image.workload(),))
@@ -52,13 +62,33 @@ def test_offline_keeps_serving_and_every_report_arrives_once(gw, state) -> None:
         wait_for("reports queued offline", lambda: len(agent.queue) >= 5)
         assert [i.manifest_digest for i in rt.running()] == [image.manifest.digest]
         wait_for("Offline", lambda: json.loads(state.status.read_text())["connection"] == "Offline")
-        queued_first = agent.queue.batch().reports[0].seq  # type: ignore[union-attr]
-        assert queued_first == before + 1
+        queued = agent.queue.batch()
+        assert queued is not None
+        queued_seqs = [r.seq for r in queued.reports]
+        assert queued_seqs[0] == before + 1
+        (serving,) = rt.running()
+        assert rt.probe(serving, None, time.monotonic() + 1).healthy  # answers while offline
         gw.faults.offline = False
         wait_for("queue drained", lambda: len(agent.queue) == 0 and max(gw.reports) > before + 5)
-    seqs = sorted(gw.reports)
-    assert seqs == list(range(1, seqs[-1] + 1))  # none lost; dict keys: none twice
+    seqs = _arrived_once_in_order(gw)
+    assert set(queued_seqs) <= set(seqs)
+    assert rt.started == rt.running()  # served throughout: never restarted
     assert all(r.dropped_reports == 0 for r in gw.reports.values())
+
+
+def test_a_lost_acknowledgement_is_a_second_delivery_the_check_above_sees(gw, state) -> None:
+    """The control for the test above: when the gateway took a batch but its answer was
+    lost, the agent sends it again (at-least-once; the gateway keeps the first)."""
+    image = gw.add_image(REPO, [4096])
+    gw.publish((image.workload(),))
+    with running_agent(state) as agent:
+        wait_for("Ready", lambda: _ready(gw))
+        gw.faults.lose_ack_once = True
+        agent.reporter.kick()
+        wait_for("the batch resent", lambda: max(Counter(gw.deliveries).values()) > 1)
+    with pytest.raises(AssertionError, match="more than once"):
+        _arrived_once_in_order(gw)
+    assert sorted(gw.reports) == list(range(1, max(gw.reports) + 1))
 
 
 def test_a_restart_adopts_what_runs_without_restarting_it(gw, state, tmp_path) -> None:
