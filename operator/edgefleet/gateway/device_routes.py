@@ -8,6 +8,9 @@ is a :class:`~edgefleet.gateway.admission.GatewayError` raised before anything i
 written. A long-poll answers at once when the device's document version differs
 from the one it has, else when the cache says the device changed, else after
 ``wait`` seconds with 304; a lock-out (suspension, deletion, revocation) ends it.
+Reports are idempotent by ``seq``: a batch holding nothing newer than what this replica
+took or the EdgeDevice stores is acknowledged without a write; every report is counted
+in ``edgefleet_gateway_reports_total{outcome}`` (:mod:`~edgefleet.gateway.report_ledger`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
@@ -32,6 +35,7 @@ from edgefleet.gateway.enrol_routes import (
     utc_now,
 )
 from edgefleet.gateway.identity import DeviceIdentity
+from edgefleet.gateway.report_ledger import ReportLedger
 from edgefleet_node.protocol import report, wire
 from edgefleet_node.protocol.desired import PollResponse
 from edgefleet_node.protocol.wire import ProtocolError
@@ -46,6 +50,7 @@ _INSTANCE = re.compile(r"[0-9a-f]{32}")
 @dataclass
 class DeviceRoutes(EnrolRoutes):
     stopping: bool = False
+    ledger: ReportLedger = field(default_factory=ReportLedger)
 
     def stop(self) -> None:
         """Answer every open long-poll now (shutdown)."""
@@ -159,8 +164,11 @@ class DeviceRoutes(EnrolRoutes):
         self.sessions.touch(ident.key, device, claim=False)
         newest = batch.newest()
         stored_seq = (device.status.report_seq if device.status else None) or 0
-        if newest.seq <= stored_seq:
-            return self._respond(report.Ack(stored_seq).to_bytes())
+        seqs = [r.seq for r in batch.reports]
+        tally = self.ledger.tally(ident.key, newest.instance_id, seqs, stored_seq)
+        if tally.accepted == 0:
+            self.metrics.reports.labels("duplicate").inc(tally.duplicate)
+            return self._respond(report.Ack(tally.newest).to_bytes())
         obs = Observation(
             utc_now(),
             seen=True,
@@ -185,4 +193,9 @@ class DeviceRoutes(EnrolRoutes):
             ),
         )
         await self._write(ident.key, obs, "report", defer_metrics=True)
+        self.ledger.commit(ident.key, newest.instance_id, newest.seq)  # counted once taken
+        for outcome in ("accepted", "duplicate", "gap"):
+            self.metrics.reports.labels(outcome).inc(getattr(tally, outcome))
+        if tally.gap:
+            log.info("report gap", namespace=ident.namespace, name=ident.name, missing=tally.gap)
         return self._respond(report.Ack(newest.seq).to_bytes())

@@ -76,6 +76,13 @@ class GatewayMetrics:
         self.writes_pending = Gauge(
             p + "status_writes_pending", "Devices with a queued heartbeat transition", registry=r
         )
+        self.reports = Counter(
+            p + "reports",
+            "Device reports received, by outcome: accepted (new), duplicate (at or below "
+            "the newest seq already taken: a resend or out of order), gap (seqs skipped)",
+            ["outcome"],
+            registry=r,
+        )
         self.refusals = Counter(
             p + "refusals", "Requests refused, by reason", ["reason"], registry=r
         )
