@@ -103,8 +103,10 @@ def set_desired(
 
 
 class Running:
-    def __init__(self, state: store.StateDir, runtime: SimulatedRuntime) -> None:
-        self.agent = Agent(state, runtime, SETTINGS)
+    def __init__(
+        self, state: store.StateDir, runtime: SimulatedRuntime, settings: LoopSettings = SETTINGS
+    ) -> None:
+        self.agent = Agent(state, runtime, settings)
         self.thread = threading.Thread(target=self.agent.run, daemon=True)
 
     def __enter__(self) -> Agent:

@@ -1,15 +1,19 @@
 """The agent against the real gateway, API server and TLS registry (simulated runtime:
 the Docker runtime has its own tests): enrol with a token, pull a signed image through
 the gateway's /v2/, report Ready with the digest on the EdgeDevice; the gateway killed
-(SIGKILL) mid-download and the download resumed; the gateway gone for a while and
-every report delivered after reconnect, none lost or twice."""
+(SIGKILL) mid-download and the download resumed; the gateway gone for two minutes and
+every report delivered after reconnect, none lost or twice (the gateway's own count)."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 
 from edgefleet.testing.gatewayrun import GatewayReplica
 from edgefleet.testing.procs import free_port, wait_until
@@ -17,7 +21,9 @@ from edgefleet.testing.tinyimage import push_image
 from edgefleet_node.agent.simulated import SimulatedRuntime
 from tests.integration.agent_fixtures import (
     PLATFORM,
+    SETTINGS,
     Running,
+    connection,
     current_workloads,
     enrol,
     set_desired,
@@ -48,9 +54,30 @@ def test_enrol_pull_through_the_gateway_and_report_ready(
         assert state.blob(digest).exists()
 
 
+OUTAGE = 120.0  # seconds the gateway stays down: minutes, not a blip
+OFFLINE = dataclasses.replace(SETTINGS, report_interval=2.0, backoff_cap=15.0)
+
+
+def _reports(replica: GatewayReplica, outcome: str) -> float:
+    """``edgefleet_gateway_reports_total{outcome}`` of one replica."""
+    assert replica.gateway is not None
+    value = replica.gateway.metrics.registry.get_sample_value(
+        "edgefleet_gateway_reports_total", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
+def _queued_seqs(state) -> list[int]:
+    return sorted(int(p.stem) for p in state.reports.glob("*.json") if p.stem.isdigit())
+
+
 def test_reports_made_while_the_gateway_is_gone_all_arrive_once(
     crds, agent_fleet, agent_gateway, registry, registry_client, image_signing_key, tmp_path
 ) -> None:
+    """The gateway down for two minutes (the agent's poll backoff reaches its cap): the
+    workload answers throughout and, after reconnect, the real gateway takes every report
+    made meanwhile exactly once and in order (its per-report counter: no duplicate, no
+    gap, as many accepted as seqs sent)."""
     image = push_image(
         registry_client,
         f"edgefleet/models/{agent_fleet.namespace}/cam",
@@ -58,27 +85,51 @@ def test_reports_made_while_the_gateway_is_gone_all_arrive_once(
         platforms=(PLATFORM,),
     )
     state = enrol(agent_fleet, "dev-2", f"https://127.0.0.1:{agent_gateway.port}", tmp_path / "s")
+    instance = json.loads((state.identity / "identity.json").read_text())["instanceId"]
     set_desired(agent_fleet, "dev-2", 1, image, "cam", "1.0.0")
     rt = SimulatedRuntime()
-    with Running(state, rt) as agent:
-        agent_fleet.wait_condition("dev-2", "Ready", "True", timeout=60)
-        agent_gateway.stop()
-        wait_until(lambda: len(agent.queue) >= 4, timeout=60, what="reports queued offline")
-        assert [i.manifest_digest for i in rt.running()] == [image.manifests[PLATFORM]]
-        last = agent.queue.next_seq() - 1
-        with GatewayReplica(agent_gateway.cfg, crds.kubeconfig):
-            wait_until(
-                lambda: len(agent.queue) == 0 or agent.reporter.acked >= last,
-                timeout=60,
-                what="queue replayed",
-            )
-            wait_until(
-                lambda: (agent_fleet.get("dev-2").get("status") or {}).get("reportSeq", 0) >= last,
-                timeout=30,
-                what="reportSeq on the EdgeDevice",
-            )
-        assert agent.reporter.acked >= last
-    assert rt.started == rt.running()  # never restarted while offline
+    key = (agent_fleet.namespace, "dev-2")
+    with contextlib.ExitStack() as stack:
+        with Running(state, rt, OFFLINE) as agent:
+            agent_fleet.wait_condition("dev-2", "Ready", "True", timeout=60)
+            agent_gateway.stop()
+            down = time.monotonic()
+            wait_until(lambda: agent.reporter.last_error is not None, timeout=30, what="noticed")
+            acked_before = agent.reporter.acked  # final: the reporter failed since
+            (serving,) = rt.running()
+
+            def outage_over() -> bool:
+                result = rt.probe(serving, None, time.monotonic() + 1)
+                assert result.healthy, f"the workload stopped answering offline: {result}"
+                return time.monotonic() - down >= OUTAGE
+
+            wait_until(outage_over, timeout=OUTAGE + 30, what="the outage", interval=0.5)
+            assert connection(state) == "Offline"
+            backoff = agent._backoff  # the poll loop's: at its cap after two minutes
+            assert backoff.base * 2**backoff.failures >= OFFLINE.backoff_cap
+            queued = _queued_seqs(state)
+            first, last = acked_before + 1, queued[-1]
+            assert queued == list(range(first, last + 1)), "the offline queue has a hole"
+            assert len(queued) >= OUTAGE / OFFLINE.report_interval / 2
+            assert [i.manifest_digest for i in rt.running()] == [image.manifests[PLATFORM]]
+            back = stack.enter_context(GatewayReplica(agent_gateway.cfg, crds.kubeconfig))
+            wait_until(lambda: agent.reporter.acked >= last, timeout=60, what="queue replayed")
+        # the agent has stopped: what the gateway took is final
+        wait_until(
+            lambda: (agent_fleet.get("dev-2").get("status") or {}).get("reportSeq", 0) >= last,
+            timeout=60,
+            what="reportSeq on the EdgeDevice",
+        )
+        assert back.gateway is not None
+        routes = back.gateway.routes
+        newest = back.call(lambda: routes.ledger.known(key, instance, 0))
+        assert newest >= last
+        assert _reports(back, "duplicate") == 0, "a report arrived twice"
+        assert _reports(back, "gap") == 0, "a report is missing"
+        assert _reports(back, "accepted") == newest - first + 1  # every seq, once
+    assert _reports(agent_gateway, "duplicate") == _reports(agent_gateway, "gap") == 0
+    assert _reports(agent_gateway, "accepted") >= acked_before > 0
+    assert rt.started == rt.running() == [serving]  # never restarted while offline
 
 
 _GATEWAY = """
