@@ -145,6 +145,7 @@ def _start(cp: ControlPlane, api: Any, gw: GatewayReplica, work: Path, runtime: 
 
 def _activate(cp: ControlPlane, node: Node, revision: int, image: ModelImage) -> dict[str, Any]:
     assert node.proc is not None
+    cpu0 = cpu_seconds(node.proc.pid)
     with Sampler(node.proc.pid) as sampled:
         written = time.time()
         _set_desired(cp, node, revision, image)
@@ -161,6 +162,7 @@ def _activate(cp: ControlPlane, node: Node, revision: int, image: ModelImage) ->
         "peak_rss": sampled.peak,
         "hwm": status_bytes(node.proc.pid, "VmHWM"),
         "samples": sampled.samples,
+        "cpu": cpu_seconds(node.proc.pid) - cpu0,
     }
 
 
@@ -175,7 +177,8 @@ def _idle(nodes: list[Node], seconds: int) -> None:
     elapsed = time.monotonic() - t0
     for node, proc, c0, peak in zip(nodes, procs, cpu0, peaks, strict=True):
         node.out["idle_rss"] = peak
-        node.out["idle_cpu"] = (cpu_seconds(proc.pid) - c0) / elapsed
+        node.out["idle_cpu_s"] = cpu_seconds(proc.pid) - c0
+        node.out["idle_s"] = elapsed
 
 
 def _stop(node: Node) -> None:

@@ -20,6 +20,11 @@ def _s(n: float) -> str:
     return f"{n:.3f} s" if n < 1 else f"{n:.2f} s"
 
 
+def _idle_cpu(n: dict[str, Any]) -> str:
+    share = n["idle_cpu_s"] / n["idle_s"]
+    return f"{share * 100:.3f} % of a core ({n['idle_cpu_s'] * 1000:.0f} ms in {n['idle_s']:.0f} s)"
+
+
 def _phase_rows(label: str, key: str, nodes: dict[str, Any], sha_rate: float) -> list[list[str]]:
     def col(fn: Any) -> list[str]:
         return [fn(nodes[r][key]) if r in nodes else "—" for r in RUNTIMES]
@@ -63,6 +68,11 @@ def _phase_rows(label: str, key: str, nodes: dict[str, Any], sha_rate: float) ->
         ["· start (container create + start)", *col(lambda p: _s(p["start"])), ""],
         ["· probe (`/healthz`, then an inference)", *col(lambda p: _s(p["probe"])), ""],
         ["· report (update active → `current`)", *col(lambda p: _s(p["report"])), ""],
+        [
+            "agent CPU time during this activation",
+            *col(lambda p: _s(p["cpu"])),
+            "the agent process only (the engine's unpacking is not in it)",
+        ],
     ]
 
 
@@ -97,8 +107,8 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
         ],
         [
             f"agent idle CPU ({args.idle} s: long-poll, reports, heal)",
-            *col(lambda n: f"{n['idle_cpu'] * 100:.2f} % of a core"),
-            "",
+            *col(_idle_cpu),
+            "user + system time from /proc (10 ms ticks)",
         ],
         *_phase_rows("first pull", "v1", nodes, sha_rate),
         *_phase_rows("weights-only update", "v2", nodes, sha_rate),
