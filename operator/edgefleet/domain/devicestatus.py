@@ -8,7 +8,9 @@ writes is a function of what the API server already holds plus one
 :class:`Observation` (what this replica just learned), so any replica computes the
 same status and a heartbeat that changes nothing computes an identical status: no
 write. ``lastSeen`` moves only every ``last_seen_interval`` (coarse, the node-lease
-lesson); ``Online`` changes only on a real transition.
+lesson); ``Online`` changes only on a real transition. When this cannot be computed (a
+body the models refuse, an exception here) the status is
+:func:`edgefleet.domain.devicefailure.from_failure` instead (the reconcile pattern).
 """
 
 from __future__ import annotations

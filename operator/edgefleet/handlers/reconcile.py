@@ -41,8 +41,11 @@ and register ``create``/``update(field="spec")``/``resume`` handlers plus a
 :func:`register_timer` for drift, all calling the same ``reconcile`` (behind
 :class:`ObjectLocks`). Parse the body inside the pass, so an object the API server
 accepted but the models refuse becomes ``InvalidSpec`` instead of a crash. Kinds whose
-status has other writers (EdgeDevice) pass a ``write`` that applies with their own
-field manager.
+status has other writers pass a ``write`` that applies with their own field manager.
+The gateway's EdgeDevice status (async, in a layer that may not import this one) uses
+the same pure pieces in the same order instead: ``devicestatus.compute``, ``classify``,
+``devicefailure.from_failure`` (on ``conditions.mark_failure``, as
+:func:`fallback_failure_status` here), always written.
 """
 
 from __future__ import annotations
