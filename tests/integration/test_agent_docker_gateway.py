@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import threading
 import uuid
@@ -177,6 +178,10 @@ def _current(fleet: Fleet) -> dict[str, str]:
     return {c["model"]: c["imageDigest"] for c in current_workloads(fleet, DEVICE)}
 
 
+def _is_current(fleet: Fleet, wanted: dict[str, str]) -> bool:
+    return _current(fleet) == wanted
+
+
 def _config_and_layers(registry_client, model: Model) -> tuple[str, list[str]]:
     data, media_type, _ = registry_client.get_manifest(model.repository, model.digest)
     manifest = oci.parse_manifest(data, media_type, expected_digest=model.digest)
@@ -198,7 +203,7 @@ def test_the_previous_image_is_kept_on_the_engine_and_a_rollback_reloads_nothing
         for revision, model in enumerate(models, start=1):
             _desire(agent_fleet, revision, ("mlp", model, f"1.0.{revision}", False))
             wait_until(
-                lambda model=model: _current(agent_fleet) == {"mlp": model.digest},
+                functools.partial(_is_current, agent_fleet, {"mlp": model.digest}),
                 timeout=120,
                 what=f"v{revision} current",
             )

@@ -42,6 +42,11 @@ def _failed(gw: FakeGateway) -> tuple[str, str, str] | None:
     return None
 
 
+def _failed_with(gw: FakeGateway, reason: str) -> tuple[str, str, str] | None:
+    failed = _failed(gw)
+    return failed if failed is not None and failed[1] == reason else None
+
+
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [
@@ -88,7 +93,8 @@ def test_one_failing_workload_keeps_the_whole_previous_set(gw, state, fault, rea
         gw.publish(
             (a2.workload("detector", version="2"), b2.workload("counter", version="2", **kwargs))
         )
-        failed = wait_for(reason, lambda: (f := _failed(gw)) and f[1] == reason and f)
+        failed = wait_for(reason, lambda: _failed_with(gw, reason))
+        assert failed is not None
         assert failed[0] == "True"
         assert "counter" in failed[2], failed
         assert _running(rt) == before

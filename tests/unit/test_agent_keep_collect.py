@@ -6,6 +6,7 @@ tests/integration/test_agent_keep_collect.py."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def _running(rt: SimulatedRuntime) -> dict[str, str]:
     return {i.workload: i.manifest_digest for i in rt.running()}
 
 
+def _runs(rt: SimulatedRuntime, wanted: dict[str, str]) -> bool:
+    return _running(rt) == wanted
+
+
 def _condition(gw: FakeGateway, type_: str) -> tuple[str, str, str] | None:
     if not gw.reports:
         return None
@@ -42,6 +47,11 @@ def _condition(gw: FakeGateway, type_: str) -> tuple[str, str, str] | None:
         if c.type == type_:
             return c.status, c.reason, c.message
     return None
+
+
+def _with_reason(gw: FakeGateway, type_: str, reason: str) -> tuple[str, str, str] | None:
+    c = _condition(gw, type_)
+    return c if c is not None and c[1] == reason else None
 
 
 def _stored(state: store.StateDir, image: Image) -> set[bool]:
@@ -61,7 +71,8 @@ def test_the_previous_image_is_kept_the_rest_collected_and_a_rollback_is_instant
     with running_agent(state, rt) as agent:
         for n, image in enumerate((v1, v2, v3), start=1):
             gw.publish((image.workload(version=str(n)),))
-            wait_for(f"v{n}", lambda image=image: _running(rt) == {"model": image.manifest.digest})
+            wanted = {"model": image.manifest.digest}
+            wait_for(f"v{n}", functools.partial(_runs, rt, wanted))
         # Collected after the old instance stops: wait for it.
         wait_for("v1 collected", lambda: rt.images() == {v2.manifest.digest, v3.manifest.digest})
         wait_for("v1's blobs collected", lambda: _stored(state, v1) == {False})
@@ -90,7 +101,7 @@ def test_each_workload_keeps_its_own_previous_image(gw, state) -> None:
         for a, b in steps:
             gw.publish((a.workload("a"), b.workload("b")))
             wanted = {"a": a.manifest.digest, "b": b.manifest.digest}
-            wait_for("running", lambda wanted=wanted: _running(rt) == wanted)
+            wait_for("running", functools.partial(_runs, rt, wanted))
         wait_for("collected", lambda: len(rt.images()) == 4)
     assert agent.activator.previous == {"a": a2.manifest.digest, "b": b1.manifest.digest}
     digests = {i.manifest.digest for i in (a3, a2, b2, b1)}
@@ -141,8 +152,9 @@ def test_an_unplugged_device_is_reported_and_the_workload_comes_back_with_it(
         camera.unlink()  # unplugged while the workload runs
         ready = wait_for(
             "DeviceMissing",
-            lambda: (c := _condition(gw, "Ready")) and c[1] == "DeviceMissing" and c,
+            lambda: _with_reason(gw, "Ready", "DeviceMissing"),
         )
+        assert ready is not None
         assert ready[0] == "False"
         assert "/dev/edgefleet-cam0" in ready[2]
         assert "model" in ready[2]
@@ -178,9 +190,8 @@ def test_a_workload_that_cannot_be_restarted_says_why(gw, state) -> None:
         rt.behaviour.exit_on_start.add(image.manifest.digest)  # it now dies at once
         (first,) = rt.running()
         rt.stop(first)
-        ready = wait_for(
-            "Exited", lambda: (c := _condition(gw, "Ready")) and c[1] == "Exited" and c
-        )
+        ready = wait_for("Exited", lambda: _with_reason(gw, "Ready", "Exited"))
+        assert ready is not None
         assert ready[0] == "False"
         assert "model" in ready[2]
         assert "not healthy" in ready[2]
