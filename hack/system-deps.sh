@@ -13,6 +13,8 @@
 #   iproute2           ip(8): network namespaces for multi-host tests
 #   apache2-utils      htpasswd(1): bcrypt hashes for the registry's basic auth
 #   lua5.1             runs the Argo CD health checks in tests (Argo CD embeds a Lua 5.1)
+#   libfaketime        LD_PRELOAD clock shift: the agent's wrong-device-clock tests
+#                      (tests/integration/test_agent_clock.py; Python and OpenSSL see it)
 #   containernetworking-plugins, conntrack, runc, iptables, gcc
 #                      the one-node cluster of the tests that run pods (CNI bridge,
 #                      kube-proxy, the sandbox image's static pause binary)
@@ -31,7 +33,7 @@ die() { log "error: $*"; exit 1; }
 
 packages=(docker.io docker-registry qemu-user-static binfmt-support mmdebstrap arch-test uidmap
           iproute2 apache2-utils lua5.1 containernetworking-plugins conntrack runc iptables gcc
-          libc6-dev)
+          libc6-dev libfaketime)
 mode=${1:-install}
 case "$mode" in install|check) ;; *) die "unknown argument '$mode' (usage: $0 [check])" ;; esac
 
