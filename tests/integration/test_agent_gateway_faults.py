@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +21,10 @@ from edgefleet.testing.procs import wait_until
 from edgefleet.testing.tinyimage import PushedImage, push_image
 from edgefleet_node.agent import cli, store
 from edgefleet_node.agent import config as agent_config
-from edgefleet_node.agent.loop import Agent
 from edgefleet_node.agent.simulated import SimulatedRuntime
 from edgefleet_node.protocol import enroll
 from tests.integration.agent_fixtures import (
     PLATFORM,
-    SETTINGS,
     Running,
     connection,
     enrol,
@@ -253,37 +250,6 @@ def test_a_bad_image_from_the_registry_changes_nothing(
         assert [i.manifest_digest for i in rt.running()] == [good.manifests[PLATFORM]]
         assert not any(i.manifest_digest == bad.manifests[PLATFORM] for i in rt.started)
     assert not state.blob(bad.big_layer or "").exists()
-
-
-@pytest.mark.parametrize("years", [5, -5])
-def test_a_device_clock_far_off_uses_gateway_time(
-    agent_fleet, agent_gateway, registry_client, image_signing_key, tmp_path, years
-) -> None:
-    from edgefleet_node.agent.clock import Clock
-
-    shift = years * 365 * 86400.0
-    image = push_image(
-        registry_client,
-        f"edgefleet/models/{agent_fleet.namespace}/cam",
-        image_signing_key,
-        platforms=(PLATFORM,),
-    )
-    state = enrol(agent_fleet, "dev-7", f"https://127.0.0.1:{agent_gateway.port}", tmp_path / "s")
-    set_desired(agent_fleet, "dev-7", 1, image, "cam", "1")
-    clock = Clock(wall=lambda: time.time() + shift)
-    agent = Agent(state, SimulatedRuntime(), SETTINGS, clock)
-    thread = threading.Thread(target=agent.run, daemon=True)
-    thread.start()
-    try:
-        agent_fleet.wait_condition("dev-7", "Ready", "True", timeout=60)
-        assert abs(clock.offset + shift) < 60  # the gateway's Date corrected it
-        skew = {c.type: c for c in agent.reporter.conditions()}["ClockSkew"]
-        assert (skew.status, skew.reason) == ("True", "DeviceClockWrong")
-        # Renewal is judged by gateway time: not due, whatever the device clock says.
-        assert agent.identity.renew_at > clock.time() > agent.identity.renew_at - 7 * 86400
-    finally:
-        agent.stop()
-        thread.join(timeout=15)
 
 
 def test_the_agent_sigkilled_repeatedly_restarts_cleanly(
