@@ -1,9 +1,11 @@
 """The agent against the real gateway, API server and TLS registry, under faults: a
-full disk, renewal and revocation, bad images from the registry, a device clock far
-off, the agent process SIGKILLed again and again."""
+full disk (preflight, and ENOSPC mid-download through the loop), renewal and
+revocation, bad images from the registry, a device clock far off, the agent process
+SIGKILLed again and again."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -27,6 +29,7 @@ from tests.integration.agent_fixtures import (
     PLATFORM,
     Running,
     connection,
+    current_workloads,
     enrol,
     set_desired,
 )
@@ -35,11 +38,11 @@ from tests.integration.gateway_fixtures import Fleet
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 6 MiB tmpfs: a device whose disk is almost full."""
+    """A 24 MiB tmpfs: a device with little disk."""
     where = tmp_path / "small"
     where.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(where)],
+        ["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(where)],
         capture_output=True,
         text=True,
     )
@@ -51,67 +54,105 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def test_a_full_disk_is_refused_up_front_and_enospc_leaves_nothing(
-    agent_fleet, agent_gateway, registry_client, image_signing_key, small_disk
-) -> None:
-    from edgefleet_node.agent import identity, pull
-    from edgefleet_node.agent.client import GatewayClient
-    from edgefleet_node.agent.clock import Clock
+def _fill(where: Path, leave: int) -> Path:
+    """Another writer takes all free space on ``where`` but ``leave`` bytes."""
+    filler = where / "filler"
+    with filler.open("wb") as out:
+        for _ in range(100):  # the download keeps taking space meanwhile
+            stat = os.statvfs(where)
+            try:
+                os.posix_fallocate(out.fileno(), 0, max(stat.f_bavail * stat.f_frsize - leave, 1))
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                out.truncate(0)
+                continue
+            return filler
+    raise AssertionError("could not fill the disk")
 
-    small = push_image(
-        registry_client,
-        f"edgefleet/models/{agent_fleet.namespace}/cam",
-        image_signing_key,
-        platforms=(PLATFORM,),
-    )
+
+def _update_failed(fleet: Fleet, device: str) -> dict[str, Any]:
+    return fleet.condition(device, "UpdateFailed") or {}
+
+
+def test_a_full_disk_is_refused_up_front_and_enospc_leaves_nothing(
+    agent_fleet, agent_gateway, registry_client, image_signing_key, small_disk, capfd
+) -> None:
+    """Through the agent loop: an image larger than the disk is refused by the
+    preflight; one that fits, with the disk filled by another writer mid-download, ends
+    in ENOSPC (``DiskFull``, the partial file deleted); the old workload serves
+    throughout, and once space is freed the update goes through by itself."""
+    repo = f"edgefleet/models/{agent_fleet.namespace}/cam"
+    small = push_image(registry_client, repo, image_signing_key, platforms=(PLATFORM,))
     big = push_image(
         registry_client,
-        f"edgefleet/models/{agent_fleet.namespace}/cam",
+        repo,
         image_signing_key,
         platforms=(PLATFORM,),
-        big_layer_bytes=12 * 1024 * 1024,
+        big_layer_bytes=48 * 1024 * 1024,
+    )
+    mid = push_image(
+        registry_client,
+        repo,
+        image_signing_key,
+        platforms=(PLATFORM,),
+        big_layer_bytes=16 * 1024 * 1024,
     )
     state = enrol(agent_fleet, "dev-4", f"https://127.0.0.1:{agent_gateway.port}", small_disk / "s")
     set_desired(agent_fleet, "dev-4", 1, small, "cam", "1.0.0")
     rt = SimulatedRuntime()
+    old = [small.manifests[PLATFORM]]
     with Running(state, rt):
         agent_fleet.wait_condition("dev-4", "Ready", "True", timeout=60)
         set_desired(agent_fleet, "dev-4", 2, big, "cam", "2.0.0")
         wait_until(
-            lambda: (
-                (agent_fleet.condition("dev-4", "UpdateFailed") or {}).get("reason")
-                == "InsufficientDisk"
-            ),
+            lambda: _update_failed(agent_fleet, "dev-4").get("reason") == "InsufficientDisk",
             timeout=60,
             what="UpdateFailed InsufficientDisk",
         )
-        assert [i.manifest_digest for i in rt.running()] == [small.manifests[PLATFORM]]
+        refused = _update_failed(agent_fleet, "dev-4")["message"]
+        assert "cam" in refused, refused
+        assert [i.manifest_digest for i in rt.running()] == old
+        assert not state.blob(big.big_layer or "").exists()
+
+        # Past the preflight, another writer fills the disk while the layer streams in.
+        set_desired(agent_fleet, "dev-4", 3, mid, "cam", "3.0.0")
+        layer = state.blob(mid.big_layer or "")
+        partial = layer.with_name(layer.name + ".partial")
+        wait_until(partial.exists, timeout=60, what="download under way", interval=0.001)
+        filler = _fill(small_disk, leave=256 * 1024)
+        assert not layer.exists(), "the download finished before the disk was filled"
+        wait_until(
+            lambda: (
+                _update_failed(agent_fleet, "dev-4").get("reason")
+                in ("DiskFull", "InsufficientDisk")
+                and _update_failed(agent_fleet, "dev-4")["message"] != refused
+            ),
+            timeout=60,
+            what="UpdateFailed for the full disk",
+        )
+        logged = capfd.readouterr().err
+        assert '"reason": "DiskFull"' in logged, "ENOSPC mid-download was the failure"
+        assert [i.manifest_digest for i in rt.running()] == old
+        assert mid.manifests[PLATFORM] not in rt.images()
+        assert not any(i.manifest_digest == mid.manifests[PLATFORM] for i in rt.started)
+        assert not layer.exists()
+        assert not list(state.blobs.glob("*.partial")), "nothing half-installed"
+
+        filler.unlink()  # space freed: retried with backoff, no new document needed
+        wait_until(
+            lambda: (
+                [c.get("imageDigest") for c in current_workloads(agent_fleet, "dev-4")]
+                == [mid.manifests[PLATFORM]]
+            ),
+            timeout=60,
+            what="the update active once space is free",
+        )
+        agent_fleet.wait_condition("dev-4", "Ready", "True", timeout=60)
+        assert _update_failed(agent_fleet, "dev-4").get("status") == "False"
+        assert [i.manifest_digest for i in rt.running()] == [mid.manifests[PLATFORM]]
+    assert layer.exists()
     assert not list(state.blobs.glob("*.partial"))
-    # Past a preflight that was fooled (another writer filled the disk meanwhile):
-    # ENOSPC mid-download is a clear DiskFull and the partial file is gone.
-    ident = identity.load(state)
-    client = GatewayClient(ident.gateway, ident.ca_pem, ident.client_pem, Clock())
-    workload = _workload(agent_fleet, "dev-4")
-    resolved = pull.resolve(client, workload, ident.trust.image_keys)
-    with pytest.raises(pull.PullError) as failed:
-        pull.download(client, resolved, state, stall_timeout=10)
-    assert failed.value.reason == "DiskFull"
-    assert not list(state.blobs.glob("*.partial"))
-    assert os.statvfs(small_disk).f_bfree > 0
-
-
-def _workload(fleet: Fleet, device: str) -> Any:
-    from edgefleet_node.protocol import desired
-
-    (want,) = fleet.get(device)["status"]["desired"]
-    return desired.Workload(
-        name=want["model"],
-        version=want["version"],
-        repository=want["repository"],
-        index_digest=want["indexDigest"],
-        manifest_digest=want["imageDigest"],
-        platform=PLATFORM,
-    )
 
 
 def test_renewal_then_revocation_and_the_way_back(
