@@ -133,7 +133,8 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"load average at end: {result['load_end']}",
         f"images: built by the operator's builder in {v1.build_seconds:.0f} s / "
-        f"{v2.build_seconds:.0f} s (before the agents started)",
+        f"{v2.build_seconds:.0f} s before the agents started (its cache may hold "
+        "them from an earlier run)",
         f"Made by `flock /tmp/edgefleet-heavy.lock .venv/bin/python -m bench.agent "
         f"--runtime {args.runtime} --model-mb {args.model_mb} --idle {args.idle}`.",
     ]
