@@ -7,8 +7,10 @@ from ``edgefleet token create`` at ``edgefleet gateway`` (its own process), pull
 signed model image built by the operator's builder through the gateway's ``/v2/``, and
 runs it. Then: the EdgeDevice says ``Ready=True`` with the digest, and an inference
 request to the workload answers correctly; a model whose probe fails is rolled back
-(``UpdateFailed``) and the previous workload keeps answering; with the gateway down,
-the workload keeps answering.
+(``UpdateFailed``) and the previous workload keeps answering; with the gateway down
+the agent is killed and started again: the workload keeps answering, is adopted (same
+container, same start time), and when the gateway is back the EdgeDevice is Ready with
+the same digest and its ``reportSeq`` covers every report queued offline.
 
 The rollout controller's part — writing ``status.desired`` with field manager
 ``edgefleet-rollouts`` — is done by the test itself, so this test exercises gateway,
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,8 @@ from edgefleet_node.agent.workload_http import request
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 SLOW = {"linux/amd64": 1.0, "linux/arm64": 4.0}  # qemu: everything takes longer
+# a report every 5 s (some are queued during the outage); reconnect within 10 s of return
+AGENT_ENV = {"EDGEFLEET_NODE_REPORT_INTERVAL": "5", "EDGEFLEET_NODE_BACKOFF_CAP": "10"}
 
 
 def _gateway_available() -> str | None:
@@ -67,6 +72,9 @@ def gateway(crds, registry, signing_key, tmp_path_factory) -> Iterator[GatewayPr
     )  # fmt: skip
     port = free_port()
     env = gateway_env(crds.kubeconfig, registry, port, "gateway-e2e")
+    # a report that moves only counters (and reportSeq) is written at most once per
+    # lastSeen interval (4 h by default): short here, so reportSeq shows what arrived
+    env["EDGEFLEET_GATEWAY_LAST_SEEN_INTERVAL"] = "10s"
     gw = GatewayProcess(env, tmp_path_factory.mktemp("gateway"), port)
     gw.start(crds)
     try:
@@ -228,8 +236,9 @@ def test_agent_in_a_container_runs_a_signed_model_and_survives_faults(
         assert result["StatusCode"] == 0, logs
 
         agent = docker_client.containers.run(
-            command=["run"], detach=True, name=f"edgefleet-agent-{ns}", **common
-        )
+            command=["run"], detach=True, name=f"edgefleet-agent-{ns}", environment=AGENT_ENV,
+            **common,
+        )  # fmt: skip
         wait_until(
             lambda: _condition(_device(crds, ns, device), "Enrolled").get("status") == "True",
             timeout=120 * slow, what="Enrolled",
@@ -269,22 +278,75 @@ def test_agent_in_a_container_runs_a_signed_model_and_survives_faults(
         assert [c["imageDigest"] for c in current] == [good["imageDigest"]]
         assert [c.id for c in _workloads(docker_client)] == [running[0].id]
 
-        # the gateway goes away: once the agent noticed, the workload still answers and
-        # the agent still runs; when the gateway is back, the agent reconnects by itself
-        reached = _log_count(agent, "gateway reached")
+        # the rollout controller's answer to a failed update: back to version 1 (the same
+        # image and config: relabelled, not restarted)
+        _apply_desired(crds, ns, device, [good], revision=3)
+        wait_until(lambda: ready_with_digest() and _condition(
+                       _device(crds, ns, device), "UpdateFailed").get("status") == "False",
+                   timeout=120 * slow, what="Ready again with version 1",
+                   alive=lambda: _alive(agent))  # fmt: skip
+        assert [c.id for c in _workloads(docker_client)] == [running[0].id]
+
+        # the gateway goes away, and meanwhile the agent is killed and started again: the
+        # workload answers throughout and is adopted (the same container, never restarted);
+        # when the gateway is back the device is Ready with the same digest and every
+        # report queued offline has arrived
+        workload = running[0]
+        started_at = _started_at(workload)
+        seq_before = _device(crds, ns, device)["status"].get("reportSeq", 0)
         gateway.stop()
         try:
             wait_until(lambda: _log_count(agent, "gateway unreachable") > 0,
                        timeout=180 * slow, what="the agent notices the gateway is gone",
                        alive=lambda: _alive(agent))  # fmt: skip
-            for _ in range(5):
-                assert _answers(port, models.good), "the workload answers while offline"
-            _alive(agent)
+            unreachable = _log_count(agent, "gateway unreachable")
+            agent_started = _started_at(agent)
+            with ThreadPoolExecutor(1) as pool:
+                restarted = pool.submit(lambda: (agent.kill(), agent.start()))
+                wait_until(lambda: _answers(port, models.good) and restarted.done(),
+                           timeout=120 * slow, what="the agent restarted",
+                           alive=lambda: _still_answers(port, models.good))  # fmt: skip
+                restarted.result()
+            assert _started_at(agent) != agent_started, "the agent did not restart"
+
+            def serving() -> None:
+                _alive(agent)
+                _still_answers(port, models.good)
+
+            wait_until(lambda: _log_count(agent, "gateway unreachable") > unreachable,
+                       timeout=180 * slow, what="the restarted agent runs offline",
+                       alive=serving)  # fmt: skip
+            shown = _node_status(agent)
+            assert shown["connection"] == "Offline", shown
+            assert [w["manifestDigest"] for w in shown["workloads"]] == [good["imageDigest"]]
+            assert _started_at(workload) == started_at, "the workload was restarted"
+            assert _answers(port, models.good), "the workload answers while offline"
+            queued = _queued_seqs(volume)  # still offline: more may have been queued since
+            assert len(queued) >= shown["queuedReports"] >= 1
+            assert queued[0] > seq_before
         finally:
             gateway.start(crds)
-        wait_until(lambda: _log_count(agent, "gateway reached") > reached,
-                   timeout=300 * slow, what="the agent reconnects",
+
+        def back_with_every_report() -> bool:
+            obj = _device(crds, ns, device)
+            status = obj.get("status") or {}
+            return (
+                _condition(obj, "Ready").get("status") == "True"
+                and [c.get("imageDigest") for c in status.get("current") or []]
+                == [good["imageDigest"]]
+                and status.get("reportSeq", 0) >= queued[-1]
+                and all(seq > queued[-1] for seq in _queued_seqs(volume))  # acknowledged
+            )
+
+        wait_until(back_with_every_report, timeout=300 * slow,
+                   what="Ready with the same digest and the offline reports",
                    alive=lambda: _alive(agent))  # fmt: skip
+        # the restarted gateway took every queued report once: none twice, none skipped
+        reports = "edgefleet_gateway_reports_total"
+        assert gateway.metric(reports, {"outcome": "duplicate"}) == 0
+        assert gateway.metric(reports, {"outcome": "gap"}) == 0
+        assert gateway.metric(reports, {"outcome": "accepted"}) >= len(queued)
+        assert _started_at(workload) == started_at, "the workload was restarted"
         assert _answers(port, models.good)
     finally:
         for container in docker_client.containers.list(
@@ -303,6 +365,31 @@ def test_agent_in_a_container_runs_a_signed_model_and_survives_faults(
         with contextlib.suppress(docker.errors.ImageNotFound):
             docker_client.images.remove(agent_image[platform], force=True)
         crds.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _started_at(container) -> str:
+    container.reload()
+    assert container.status == "running", container.status
+    return str(container.attrs["State"]["StartedAt"])
+
+
+def _still_answers(port: int, fixture: ModelFixture) -> None:
+    if not _answers(port, fixture):
+        raise AssertionError("the workload stopped answering")
+
+
+def _node_status(agent) -> dict[str, Any]:
+    """``edgefleet-node status -o json`` inside the agent's container."""
+    code, out = agent.exec_run(["/usr/local/bin/edgefleet-node", "status", "-o", "json"])
+    assert code == 0, out.decode(errors="replace")
+    return dict(json.loads(out))
+
+
+def _queued_seqs(volume) -> list[int]:
+    """The sequence numbers of the reports queued in the agent's state volume."""
+    volume.reload()
+    reports = Path(volume.attrs["Mountpoint"]) / "reports"
+    return sorted(int(p.stem) for p in reports.glob("*.json") if p.stem.isdigit())
 
 
 def _log_count(container, event: str) -> int:

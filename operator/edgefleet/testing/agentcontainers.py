@@ -115,6 +115,18 @@ class GatewayProcess:
             self.service.stop()
             self.service = None
 
+    def metric(self, sample: str, labels: dict[str, str] | None = None) -> float:
+        """One sample of the running gateway's ``/metrics`` (0 when it has none yet)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        context = ssl.create_default_context(cafile=str(self.log_dir / "gateway-ca.pem"))
+        text = httpx.get(f"{self.url}/metrics", verify=context, timeout=10).raise_for_status()
+        for family in text_string_to_metric_families(text.text):
+            for found in family.samples:
+                if found.name == sample and found.labels == (labels or {}):
+                    return float(found.value)
+        return 0.0
+
 
 @contextlib.contextmanager
 def trusted_registry(registry: Any) -> Iterator[None]:
