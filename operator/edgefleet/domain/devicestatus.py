@@ -53,7 +53,6 @@ class DeviceReason:
     CERTIFICATE_EXPIRED: Final = "CertificateExpired"
     POLLING: Final = "Polling"
     NEVER_SEEN: Final = "NeverSeen"
-    HEARTBEAT_MISSED: Final = "HeartbeatMissed"
     NO_FAILURE: Final = "NoFailure"
     UNIQUE: Final = "Unique"
     DUPLICATE_IDENTITY: Final = "DuplicateIdentity"
@@ -186,7 +185,7 @@ def compute(
     if obs.online is True:
         put(Type.ONLINE, "True", DeviceReason.POLLING, f"polling via gateway replica {obs.replica}")
     elif obs.online is False:
-        put(Type.ONLINE, "False", DeviceReason.HEARTBEAT_MISSED, "no poll within the grace period")
+        put(Type.ONLINE, "False", Reason.HEARTBEAT_MISSED, "no poll within the grace period")
     elif find(conds, Type.ONLINE) is None:
         put(Type.ONLINE, "Unknown", DeviceReason.NEVER_SEEN, "the device has not polled yet")
     # -- UpdateFailed (the agent's word) ---------------------------------------
