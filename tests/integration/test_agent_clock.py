@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,10 @@ from tests.integration.gateway_fixtures import Fleet
 
 pytestmark = pytest.mark.integration
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+LIBFAKETIME = Path(
+    f"/usr/lib/{sysconfig.get_config_var('MULTIARCH') or 'x86_64-linux-gnu'}"
+    "/faketime/libfaketime.so.1"
+)  # Debian's libfaketime
 YEAR = 365 * 86400
 EXE = str(Path(sys.executable).parent / "edgefleet-node")
 
@@ -218,3 +222,71 @@ def test_a_device_clock_far_off_uses_gateway_time(
     assert queued, "the agent queued no report on stopping"
     for path in queued:
         _near_now(json.loads(path.read_text())["time"], f"queued report {path.name}")
+
+
+def test_enrolled_years_ahead_then_started_offline_is_offline_not_expired(
+    agent_fleet: Fleet,
+    agent_gateway: Any,
+    registry_client: Any,
+    image_signing_key: Any,
+    tmp_path: Path,
+    faketime: Path,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """Enrolled with the clock five years ahead, then started while the gateway is down:
+    the offset learnt at enrolment is used from the first turn, so the agent says
+    ``Offline`` (not ``CertificateExpired`` with a hint to enrol again, as it did
+    before the offset was kept) and stamps its conditions in gateway time; when the
+    gateway is back it goes Ready."""
+    from edgefleet.testing.gatewayrun import GatewayReplica
+
+    device = "dev-clock-off"
+    url = f"https://127.0.0.1:{agent_gateway.port}"
+    env = {**_faked_env(5), "EDGEFLEET_NODE_BACKOFF_CAP": "2"}
+    image = push_image(
+        registry_client,
+        f"edgefleet/models/{agent_fleet.namespace}/cam",
+        image_signing_key,
+        platforms=(PLATFORM,),
+    )
+    root = tmp_path / "state"
+    agent_fleet.device(device, PLATFORM)
+    enrolled = subprocess.run(
+        [EXE, "--state-dir", str(root), "enroll", "--gateway", url, "--platform", PLATFORM],
+        env={**env, "EDGEFLEET_NODE_TOKEN": agent_fleet.token(device)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    state = store.StateDir(root)
+    set_desired(agent_fleet, device, 1, image, "cam", "1")
+    agent_gateway.stop()
+
+    argv = [EXE, "--state-dir", str(root), "--log-level", "warning", "run", "--runtime",
+            "simulated", "--poll-wait", "5", "--report-interval", "1"]  # fmt: skip
+    processes.append(subprocess.Popen(argv, env=env))
+    wait_until(
+        lambda: (store.read_json(state.status) or {}).get("connection") not in (None, "Starting"),
+        timeout=60,
+        what="the agent's first turn",
+    )
+    shown = subprocess.run(
+        [EXE, "--state-dir", str(root), "status", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    seen = json.loads(shown.stdout)
+    assert seen["connection"] == "Offline", seen
+    assert "hint" not in seen, seen
+    assert abs(seen["clockOffsetSeconds"] + 5 * YEAR) < 3 * 86400
+    for cond in seen["conditions"]:
+        _near_now(cond["lastTransitionTime"], f"agent condition {cond['type']}")
+
+    with GatewayReplica(agent_gateway.cfg, agent_gateway.kubeconfig):  # back, same port
+        agent_fleet.wait_condition(device, "Ready", "True", timeout=120)
+        current = current_workloads(agent_fleet, device)
+        assert [w["imageDigest"] for w in current] == [image.manifests[PLATFORM]]

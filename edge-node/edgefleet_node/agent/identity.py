@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgefleet_node.agent import store
+from edgefleet_node.agent.clock import Clock
 from edgefleet_node.protocol import dsse, enroll, wire
 from edgefleet_node.protocol.desired import TrustBundle
 
@@ -158,6 +159,22 @@ def save_enrolment(
     previous.update({"gateway": gateway, "platform": platform, "instanceId": instance_id})
     store.write_json(state.identity / "identity.json", previous, 0o600)
     save_credentials(state, key_pem, response, now)
+    _keep_clock_offset(state, now)
+
+
+def _keep_clock_offset(state: store.StateDir, now: float) -> None:
+    """Keep the clock offset learnt while enrolling where ``run`` loads it
+    (``status.json``): an agent that cannot reach the gateway at its first start still
+    judges its certificate and stamps its conditions in gateway time, instead of
+    calling a valid certificate expired by a device clock years ahead."""
+    learnt = Clock()
+    learnt.observe(now)  # ``now`` is gateway time: the same tolerance rule as the agent's
+    try:
+        status = store.read_json(state.status) or {}
+    except store.StoreError:  # the agent rewrites it whole on its next turn
+        status = {}
+    status["clockOffset"] = learnt.offset
+    store.write_json(state.status, status)
 
 
 def instance_id(state: store.StateDir) -> str:
