@@ -34,6 +34,7 @@ from tests.integration.agent_fixtures import (
     set_desired,
 )
 from tests.integration.gateway_fixtures import Fleet
+from tests.integration.tcpgate import TcpGate
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def _update_failed(fleet: Fleet, device: str) -> dict[str, Any]:
 
 
 def test_a_full_disk_is_refused_up_front_and_enospc_leaves_nothing(
-    agent_fleet, agent_gateway, registry_client, image_signing_key, small_disk, capfd
+    agent_fleet, agent_gateway, registry_client, image_signing_key, small_disk, capfd, request
 ) -> None:
     """Through the agent loop: an image larger than the disk is refused by the
     preflight; one that fits, with the disk filled by another writer mid-download, ends
@@ -98,7 +99,10 @@ def test_a_full_disk_is_refused_up_front_and_enospc_leaves_nothing(
         platforms=(PLATFORM,),
         big_layer_bytes=16 * 1024 * 1024,
     )
-    state = enrol(agent_fleet, "dev-4", f"https://127.0.0.1:{agent_gateway.port}", small_disk / "s")
+    # The agent talks through a relay that can hold the layer mid-transfer (below).
+    gate = TcpGate(agent_gateway.port)
+    request.addfinalizer(gate.close)
+    state = enrol(agent_fleet, "dev-4", f"https://127.0.0.1:{gate.port}", small_disk / "s")
     set_desired(agent_fleet, "dev-4", 1, small, "cam", "1.0.0")
     rt = SimulatedRuntime()
     old = [small.manifests[PLATFORM]]
@@ -115,13 +119,19 @@ def test_a_full_disk_is_refused_up_front_and_enospc_leaves_nothing(
         assert [i.manifest_digest for i in rt.running()] == old
         assert not state.blob(big.big_layer or "").exists()
 
-        # Past the preflight, another writer fills the disk while the layer streams in.
+        # Past the preflight, another writer fills the disk while the layer streams in:
+        # the relay lets at most 4 MiB more reach the agent (documents, then the start
+        # of the 16 MiB layer) and holds the transfer there until the disk is full.
+        gate.hold_after(4 * 1024 * 1024)
         set_desired(agent_fleet, "dev-4", 3, mid, "cam", "3.0.0")
         layer = state.blob(mid.big_layer or "")
         partial = layer.with_name(layer.name + ".partial")
-        wait_until(partial.exists, timeout=60, what="download under way", interval=0.001)
+        wait_until(
+            lambda: partial.exists() and gate.held, timeout=60, what="the layer held mid-transfer"
+        )
         filler = _fill(small_disk, leave=256 * 1024)
-        assert not layer.exists(), "the download finished before the disk was filled"
+        gate.release()
+        assert not layer.exists()
         wait_until(
             lambda: (
                 _update_failed(agent_fleet, "dev-4").get("reason")
