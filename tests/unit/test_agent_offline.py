@@ -234,6 +234,28 @@ def test_an_expired_certificate_says_how_back_and_reenrolment_keeps_the_workload
         assert rt.started == [first]
 
 
+def test_a_gateway_that_is_down_is_offline_not_an_expired_certificate(gw, state) -> None:
+    """A device clock years ahead calls the certificate expired, but a gateway that
+    does not answer at all has refused nothing: no re-enrolment hint."""
+    gw.__exit__(None, None, None)  # nothing listens on its port any more
+    with running_agent(state, clock=Clock(wall=lambda: time.time() + YEARS)):
+        wait_for("Offline", lambda: _connection(state) == "Offline")
+    shown = cli.status(cfg.Config(state_dir=state.root))
+    assert "enroll" not in shown.get("hint", ""), shown
+
+
+def test_stopping_the_agent_mid_poll_is_not_reported_as_unreachable(gw, state, capfd) -> None:
+    with running_agent(state):
+        wait_for("a poll held open", lambda: len(gw.polls) >= 2)
+    assert "gateway unreachable" not in capfd.readouterr().err
+
+
+def _connection(state: store.StateDir) -> str | None:
+    if not state.status.exists():
+        return None
+    return json.loads(state.status.read_text()).get("connection")
+
+
 def test_an_overloaded_gateway_is_asked_again_only_after_retry_after(gw, state) -> None:
     gw.faults.overloaded = 2
     with running_agent(state):  # backoff alone would retry within 0.3 s

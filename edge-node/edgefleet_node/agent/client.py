@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import errno
 import http.client
 import json
 import socket
@@ -33,10 +34,19 @@ __all__ = ["GatewayClient", "GatewayError", "Response", "UnreachableError"]
 
 _NO_CHECK_TIME = 0x200000  # X509_V_FLAG_NO_CHECK_TIME (OpenSSL >= 1.1.0)
 _MAX_BODY = 4 * 1024 * 1024
+_NO_ROUTE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN})
 
 
 class UnreachableError(Exception):
     """The gateway cannot be reached (connection, TLS or timeout): transient."""
+
+    @property
+    def no_answer(self) -> bool:
+        """Nothing answered at all (refused, timed out, no route, name unknown), so
+        this cannot be the gateway refusing our certificate."""
+        return isinstance(
+            self.__cause__, ConnectionRefusedError | TimeoutError | socket.gaierror
+        ) or (isinstance(self.__cause__, OSError) and self.__cause__.errno in _NO_ROUTE)
 
 
 class GatewayError(Exception):

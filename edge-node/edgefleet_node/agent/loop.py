@@ -179,8 +179,9 @@ class Agent:
                 limit=2 * dsse.MAX_ENVELOPE + 1024,
             )
         except UnreachableError as exc:
-            # A gateway may refuse an expired client certificate in the TLS handshake.
-            expired = self.creds.expired()
+            # A gateway may refuse an expired client certificate in the TLS handshake;
+            # a gateway that is simply down says nothing about the certificate.
+            expired = self.creds.expired() and not exc.no_answer
             self._offline("CertificateExpired" if expired else "Offline", str(exc))
             return
         except GatewayError as exc:
@@ -292,6 +293,8 @@ class Agent:
             self.reporter.set_condition("ClockSkew", "False", "InSync", "")
 
     def _offline(self, state: str, message: str, at_least: float = 0.0) -> None:
+        if self._stop.is_set():  # the poll was cut short by our own shutdown
+            return
         if state != self.connection:
             self.log.warning("gateway unreachable", **self._where, state=state, error=message)
         self.connection = state
