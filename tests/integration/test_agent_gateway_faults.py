@@ -1,7 +1,7 @@
 """The agent against the real gateway, API server and TLS registry, under faults: a
 full disk (preflight, and ENOSPC mid-download through the loop), renewal and
-revocation, bad images from the registry, a device clock far off, the agent process
-SIGKILLed again and again."""
+revocation, bad images from the registry, the agent process SIGKILLed again and
+again. (A device clock far off: ``test_agent_clock.py``.)"""
 
 from __future__ import annotations
 
