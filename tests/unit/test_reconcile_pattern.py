@@ -9,7 +9,8 @@ from edgefleet.api.conditions import Reason
 from edgefleet.api.inferencemodel import InferenceModelStatus, Probe
 from edgefleet.domain import modelstatus
 from edgefleet.domain.failures import FailureError
-from edgefleet.handlers.reconcile import ObjectLocks, ObjectRef, Pass
+from edgefleet.handlers.reconcile import ObjectRef, Pass
+from edgefleet.handlers.triggers import ObjectLocks
 from tests.unit import model_builds
 
 REF = ObjectRef("InferenceModel", "inferencemodels", "ns", "m", generation=3)

@@ -31,13 +31,12 @@ from edgefleet.domain import modelstatus
 from edgefleet.domain.failures import RETRY_BASE, RETRY_MAX, retry_delay
 from edgefleet.handlers.reconcile import (
     EventSink,
-    ObjectLocks,
     ObjectRef,
     Pass,
-    register_timer,
     status_writer,
     strip_runtime_fields,
 )
+from edgefleet.handlers.triggers import ObjectLocks, register_timer
 
 __all__ = [
     "DRIFT_INTERVAL",

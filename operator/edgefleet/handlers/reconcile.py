@@ -38,10 +38,11 @@ How to use it in a new controller (see :mod:`edgefleet.handlers.inferencemodel`)
             p.status = thingstatus.done(p.status, generation=p.generation, result=result)
 
 and register ``create``/``update(field="spec")``/``resume`` handlers plus a
-:func:`register_timer` for drift, all calling the same ``reconcile`` (behind
-:class:`ObjectLocks`). Parse the body inside the pass, so an object the API server
-accepted but the models refuse becomes ``InvalidSpec`` instead of a crash. Kinds whose
-status has other writers pass a ``write`` that applies with their own field manager.
+:func:`edgefleet.handlers.triggers.register_timer` for drift, all calling the same
+``reconcile`` (behind :class:`edgefleet.handlers.triggers.ObjectLocks`). Parse the body
+inside the pass, so an object the API server accepted but the models refuse becomes
+``InvalidSpec`` instead of a crash. Kinds whose status has other writers pass a
+``write`` that applies with their own field manager.
 The gateway's EdgeDevice status (async, in a layer that may not import this one) uses
 the same pure pieces in the same order instead: ``devicestatus.compute``, ``classify``,
 ``devicefailure.from_failure`` (on ``conditions.mark_failure``, as
@@ -50,11 +51,8 @@ the same pure pieces in the same order instead: ``devicestatus.compute``, ``clas
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -72,12 +70,10 @@ from edgefleet.domain.failures import Failure, classify, retry_delay
 __all__ = [
     "EventSink",
     "FailureStatus",
-    "ObjectLocks",
     "ObjectRef",
     "Pass",
     "StatusWriter",
     "fallback_failure_status",
-    "register_timer",
     "status_writer",
     "strip_runtime_fields",
 ]
@@ -284,56 +280,3 @@ class Pass(Generic[StatusT]):
                 f"{self.failure.reason}: {self.failure.message}", delay=retry_delay(self._retry)
             ) from exc
         return exc is not None  # a permanent failure is recorded; kopf stops retrying
-
-
-class ObjectLocks:
-    """One lock per object, so a timer never reconciles an object a handler is on."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-
-    @contextmanager
-    def hold(self, namespace: str, name: str, *, wait: bool = True) -> Iterator[bool]:
-        """Hold the object's lock; with ``wait=False`` yield False when it is busy."""
-        with self._guard:
-            lock = self._locks.setdefault((namespace, name), threading.Lock())
-        acquired = lock.acquire(blocking=wait)
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                lock.release()
-
-
-def register_timer(
-    registry: kopf.OperatorRegistry,
-    plural: str,
-    check: Callable[[dict[str, Any], EventSink], None],
-    *,
-    interval: float,
-    initial_delay: float | None = None,
-) -> None:
-    """Re-check every object of ``plural`` every ``interval`` seconds for drift.
-
-    ``check`` gets a plain copy of the body and an event sink; it should run the same
-    reconcile as the change handlers (behind :class:`ObjectLocks`, skipping a busy
-    object). A temporary failure waits for the next tick instead of a kopf retry.
-    """
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        plural,
-        interval=interval,
-        initial_delay=interval if initial_delay is None else initial_delay,
-        idle=None,
-        registry=registry,
-    )
-    def drift(body: kopf.Body, **_: Any) -> None:
-        def event(type_: str, reason: str, message: str) -> None:
-            kopf.event(body, type=type_, reason=reason, message=message)
-
-        # A temporary failure is in status already; the next tick retries.
-        with contextlib.suppress(kopf.TemporaryError):
-            check(json.loads(json.dumps(dict(body))), event)
