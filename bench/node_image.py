@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgefleet.clients import appbuilder, baseimage
+from edgefleet.clients import appbuilder, baseimage, edgefleetimages
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.domain import signing
 from edgefleet.testing import engine
@@ -66,7 +66,9 @@ def run(with_engine: bool) -> list[Row]:
 
             def build(cache: str, repo: str) -> appbuilder.AppBuildResult:
                 builder = appbuilder.AppImageBuilder(client, key, work / cache)
-                return appbuilder.build_node_image(builder, repo, PLATFORMS, progress=print_err)
+                return edgefleetimages.build_node_image(
+                    builder, repo, PLATFORMS, progress=print_err
+                )
 
             cold = build("cache-a", "edgefleet/node-cold")
             cold_b = build("cache-b", "edgefleet/node-cold-b")

@@ -1,7 +1,7 @@
 """``edgefleet image …``: build edgefleet's own images with the daemonless builder.
 
 ``edgefleet image build-node`` builds the edge-node agent's multi-arch image
-(:func:`edgefleet.clients.appbuilder.build_node_image`) on the base index in the
+(:func:`edgefleet.clients.edgefleetimages.build_node_image`) on the base index in the
 registry, signs it with a cosign-format key and prints the result as JSON;
 ``edgefleet image build-control-plane`` does the same for the operator's and gateway's
 image (``edgefleet/control-plane``, run as ``edgefleet operator`` / ``edgefleet gateway``)
@@ -51,7 +51,7 @@ def _build_registry(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace, which: str) -> int:
-    from edgefleet.clients import appbuilder
+    from edgefleet.clients import appbuilder, edgefleetimages
     from edgefleet.clients.registry import RegistryClient
     from edgefleet.clients.registry_errors import RegistryError
     from edgefleet.domain import signing
@@ -73,7 +73,9 @@ def _build(args: argparse.Namespace, which: str) -> int:
             base_reference=args.base_reference,
         )
         build = (
-            appbuilder.build_node_image if which == "node" else appbuilder.build_control_plane_image
+            edgefleetimages.build_node_image
+            if which == "node"
+            else edgefleetimages.build_control_plane_image
         )
         repository = args.repository or f"edgefleet/{which}"
         platforms = args.platform or ("linux/amd64", "linux/arm64")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.clients import appbuilder, registryimage, wheels
+from edgefleet.clients import appbuilder, edgefleetimages, registryimage, wheels
 from edgefleet.testing.files import file_server
 from edgefleet.testing.kind import KindCluster
 from edgefleet.testing.models import make_mlp
@@ -48,7 +48,9 @@ def _helm(cp, *args: str) -> str:
 @pytest.fixture(scope="module")
 def image(registry_client, base_index, signing_key, builder_cache) -> str:
     builder = appbuilder.AppImageBuilder(registry_client, signing_key, builder_cache / "app")
-    return appbuilder.build_control_plane_image(builder, platforms=("linux/amd64",)).index_digest
+    return edgefleetimages.build_control_plane_image(
+        builder, platforms=("linux/amd64",)
+    ).index_digest
 
 
 @pytest.fixture(scope="module")

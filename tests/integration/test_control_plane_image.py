@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.clients import appbuilder
+from edgefleet.clients import appbuilder, edgefleetimages
 from edgefleet.domain import controlplaneimage, signing
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -25,11 +25,13 @@ def cp_builder(registry_client, base_index, signing_key, builder_cache):
 @pytest.fixture(scope="module")
 def cp_image(cp_builder):
     repo = f"edgefleet/control-plane-{uuid.uuid4().hex[:6]}"
-    return repo, appbuilder.build_control_plane_image(cp_builder, repo, PLATFORMS, tags=["test"])
+    return repo, edgefleetimages.build_control_plane_image(
+        cp_builder, repo, PLATFORMS, tags=["test"]
+    )
 
 
 def test_sources_leave_out_the_test_harnesses():
-    sources = appbuilder.control_plane_sources()
+    sources = edgefleetimages.control_plane_sources()
     assert "edgefleet/handlers/operator.py" in sources
     assert "edgefleet/gateway/server.py" in sources
     assert "edgefleet_node/protocol/desired.py" in sources
@@ -40,7 +42,7 @@ def test_sources_leave_out_the_test_harnesses():
 @pytest.mark.timeout(900)
 def test_builds_are_reproducible_and_signed(cp_builder, cp_image, registry_client):
     repo, first = cp_image
-    second = appbuilder.build_control_plane_image(cp_builder, repo, PLATFORMS, tags=["test"])
+    second = edgefleetimages.build_control_plane_image(cp_builder, repo, PLATFORMS, tags=["test"])
     assert second.index_digest == first.index_digest
     assert second.bytes_uploaded == 0
     for digest in [first.index_digest, *(i.digest for i in first.images)]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.clients import appbuilder
+from edgefleet.clients import appbuilder, edgefleetimages
 from edgefleet.domain import nodeimage, signing
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -25,14 +25,14 @@ def node_builder(registry_client, base_index, signing_key, builder_cache):
 @pytest.fixture(scope="module")
 def node_image(node_builder):
     repo = f"edgefleet/node-{uuid.uuid4().hex[:6]}"
-    first = appbuilder.build_node_image(node_builder, repo, PLATFORMS, tags=["test"])
+    first = edgefleetimages.build_node_image(node_builder, repo, PLATFORMS, tags=["test"])
     return repo, first
 
 
 @pytest.mark.timeout(600)
 def test_builds_are_reproducible_and_signed(node_builder, node_image, registry_client):
     repo, first = node_image
-    second = appbuilder.build_node_image(node_builder, repo, PLATFORMS, tags=["test"])
+    second = edgefleetimages.build_node_image(node_builder, repo, PLATFORMS, tags=["test"])
     assert second.index_digest == first.index_digest
     assert [i.digest for i in second.images] == [i.digest for i in first.images]
     assert second.bytes_uploaded == 0, "a rebuild of the same inputs sends nothing"
@@ -43,7 +43,9 @@ def test_builds_are_reproducible_and_signed(node_builder, node_image, registry_c
     # the app layer is the same bytes on both platforms; the wheels differ
     assert first.images[0].app_bytes == first.images[1].app_bytes
     # a different repository, same inputs: same digests (nothing depends on where it goes)
-    other = appbuilder.build_node_image(node_builder, f"{repo}-copy", PLATFORMS[:1], tags=["test"])
+    other = edgefleetimages.build_node_image(
+        node_builder, f"{repo}-copy", PLATFORMS[:1], tags=["test"]
+    )
     assert other.images[0].digest == first.images[0].digest
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import docker
 import pytest
 
-from edgefleet.clients import appbuilder
+from edgefleet.clients import appbuilder, edgefleetimages
 from edgefleet.domain import nodeimage
 from tests.integration.test_docker_runtime import fetch_verified, probe_of
 
@@ -58,7 +58,7 @@ print(json.dumps({
 def agent_image(registry_client, base_index, signing_key, builder_cache) -> dict[str, str]:
     builder = appbuilder.AppImageBuilder(registry_client, signing_key, builder_cache / "app")
     repo = f"edgefleet/node-rt-{uuid.uuid4().hex[:6]}"
-    result = appbuilder.build_node_image(builder, repo, PLATFORMS, tags=["test"])
+    result = edgefleetimages.build_node_image(builder, repo, PLATFORMS, tags=["test"])
     # by platform manifest: docker 20.10 keeps one local image per index reference
     return {i.platform: f"{result.repository}@{i.digest}" for i in result.images}
 

@@ -8,7 +8,8 @@ application (:func:`package_sources`, console scripts) as another
 (:mod:`edgefleet.domain.appimage`), push only blobs the registry lacks, push and sign
 each manifest, then the index, tagged. Same inputs, same digests.
 
-:func:`build_node_image` is the edge-node agent's image (``edgefleet image build-node``).
+Generic: edgefleet's own images (the edge-node agent, the control plane) are recipes
+on this builder in :mod:`edgefleet.clients.edgefleetimages`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import shutil
-import sys
 import tempfile
 import time
 import tomllib
@@ -29,24 +29,25 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edgefleet import filelock
 from edgefleet.clients import signer, wheels
 from edgefleet.clients.registry import RegistryClient
-from edgefleet.domain import appimage, controlplaneimage, nodeimage, oci
+from edgefleet.domain import appimage, oci
 from edgefleet.domain.runtime_lock import LockedWheel, check_wheel_filename
 from edgefleet.domain.runtime_pins import require_runtime
 
 __all__ = [
+    "SOURCE_SUFFIXES",
     "AppBuildError",
     "AppBuildResult",
     "AppImageBuilder",
     "PlatformBuild",
-    "build_control_plane_image",
-    "build_node_image",
+    "Progress",
     "console_scripts",
     "fetch_locked",
     "package_sources",
 ]
 
 Progress = Callable[[str], None]
-_SOURCE_SUFFIXES = (".py", ".typed")
+#: Files of a package that are its sources (no caches, no data files).
+SOURCE_SUFFIXES = (".py", ".typed")
 
 
 class AppBuildError(RuntimeError):
@@ -119,7 +120,7 @@ def package_sources(package: str) -> dict[str, bytes]:
     root = Path(next(iter(found.submodule_search_locations)))
     sources = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix in _SOURCE_SUFFIXES and "__pycache__" not in path.parts:
+        if path.is_file() and path.suffix in SOURCE_SUFFIXES and "__pycache__" not in path.parts:
             sources[f"{package}/{path.relative_to(root).as_posix()}"] = path.read_bytes()
     return sources
 
@@ -242,105 +243,3 @@ def _put_manifest(registry: RegistryClient, repo: str, reference: str, blob: oci
     current = registry.head_manifest(repo, reference)
     if current is None or current.digest != blob.digest:
         registry.put_manifest(repo, reference, blob)
-
-
-def _node_pyproject() -> Path | None:
-    found = importlib.util.find_spec(nodeimage.NODE_PACKAGE)
-    if found is None or not found.submodule_search_locations:
-        return None
-    candidate = Path(next(iter(found.submodule_search_locations))).parent / "pyproject.toml"
-    return candidate if candidate.is_file() else None
-
-
-def _build_locked(
-    builder: AppImageBuilder,
-    repo: str,
-    platforms: Sequence[str],
-    tags: Sequence[str] | None,
-    progress: Progress | None,
-    *,
-    lock_file: str,
-    version: str,
-    spec: Callable[[], appimage.AppSpec],
-    sources: Mapping[str, bytes],
-    scripts: Mapping[str, str],
-) -> AppBuildResult:
-    """One of edgefleet's own images from its wheel lock (tagged with its version)."""
-    import importlib.resources
-
-    lock = nodeimage.parse(
-        importlib.resources.files("edgefleet.domain").joinpath(lock_file).read_text()
-    )
-    try:
-        app = spec()
-    except ValueError as exc:
-        raise AppBuildError(str(exc)) from exc
-    return builder.build(
-        app,
-        repo,
-        {p: nodeimage.wheels_for(lock, p) for p in platforms},
-        sources,
-        scripts,
-        tags=[version] if tags is None else tags,
-        progress=progress or (lambda m: print(m, file=sys.stderr)),
-    )
-
-
-def build_node_image(
-    builder: AppImageBuilder,
-    repo: str = "edgefleet/node",
-    platforms: Sequence[str] = ("linux/amd64", "linux/arm64"),
-    tags: Sequence[str] | None = None,
-    progress: Progress | None = None,
-) -> AppBuildResult:
-    """The edge-node agent's image for ``platforms`` (tagged with its version)."""
-    version = importlib.metadata.version("edgefleet-node")
-    scripts = console_scripts("edgefleet-node", _node_pyproject())
-    return _build_locked(
-        builder, repo, platforms, tags, progress,
-        lock_file=nodeimage.LOCK_FILE, version=version,
-        spec=lambda: nodeimage.node_spec(version, scripts),
-        sources=package_sources(nodeimage.NODE_PACKAGE), scripts=scripts,
-    )  # fmt: skip
-
-
-def control_plane_sources() -> dict[str, bytes]:
-    """The ``edgefleet`` and ``edgefleet_node`` sources and data files the control plane
-    reads at run time (locks, the serving code copied into model images), without the
-    test harnesses."""
-    sources: dict[str, bytes] = {}
-    for package in controlplaneimage.PACKAGES:
-        found = importlib.util.find_spec(package)
-        if found is None or not found.submodule_search_locations:
-            raise AppBuildError(f"{package} is not an importable package")
-        root = Path(next(iter(found.submodule_search_locations)))
-        for path in sorted(root.rglob("*")):
-            rel = f"{package}/{path.relative_to(root).as_posix()}"
-            if (
-                path.is_file()
-                and path.suffix in (*_SOURCE_SUFFIXES, ".json")
-                and "__pycache__" not in path.parts
-                and not rel.startswith(controlplaneimage.EXCLUDED_PACKAGES)
-            ):
-                sources[rel] = path.read_bytes()
-    return sources
-
-
-def build_control_plane_image(
-    builder: AppImageBuilder,
-    repo: str = "edgefleet/control-plane",
-    platforms: Sequence[str] = ("linux/amd64", "linux/arm64"),
-    tags: Sequence[str] | None = None,
-    progress: Progress | None = None,
-) -> AppBuildResult:
-    """The operator's and gateway's image for ``platforms`` (tagged with its version)."""
-    version = importlib.metadata.version("edgefleet")
-    root = Path(__file__).resolve().parents[3] / "pyproject.toml"
-    scripts = console_scripts("edgefleet", root if root.is_file() else None)
-    scripts = {k: v for k, v in scripts.items() if k == controlplaneimage.SCRIPT}
-    return _build_locked(
-        builder, repo, platforms, tags, progress,
-        lock_file=controlplaneimage.LOCK_FILE, version=version,
-        spec=lambda: controlplaneimage.control_plane_spec(version, scripts),
-        sources=control_plane_sources(), scripts=scripts,
-    )  # fmt: skip

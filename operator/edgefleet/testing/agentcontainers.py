@@ -149,10 +149,10 @@ def build_agent_image(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """The agent image reference per platform, by manifest digest."""
-    from edgefleet.clients import appbuilder
+    from edgefleet.clients import appbuilder, edgefleetimages
 
     builder = appbuilder.AppImageBuilder(registry_client, signing_key, cache_dir)
-    result = appbuilder.build_node_image(
+    result = edgefleetimages.build_node_image(
         builder, "edgefleet/node", platforms, tags=[tag], progress=progress
     )
     return {i.platform: f"{result.repository}@{i.digest}" for i in result.images}
