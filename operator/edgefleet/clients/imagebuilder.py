@@ -11,6 +11,8 @@ Each build talks to the registry through its own metered view
 (:meth:`RegistryClient.metered`), so concurrent builds report their own byte counts.
 Failures raise typed errors (:class:`BuildError`, or registry/OCI errors) that
 :func:`edgefleet.domain.failures.classify` maps to a condition reason.
+The drift check of a finished build (:meth:`ImageBuilder.verify`) is
+:mod:`edgefleet.clients.imagedrift`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edgefleet.api.conditions import Reason
 from edgefleet.api.inferencemodel import InferenceModelSpec, InferenceModelStatus
 from edgefleet.clients import (
+    imagedrift,
     modelsource,
     modelvariants,
     optimizer,
@@ -126,49 +129,9 @@ class ImageBuilder:
         )
 
     def verify(self, status: InferenceModelStatus) -> list[str]:
-        """What of ``status``'s build is missing from the registry (empty: nothing).
-
-        Checks the index, every platform manifest and their signature tags with HEAD
-        requests, then every platform manifest's config and layer blobs (one GET of each
-        small manifest, a HEAD per distinct blob: a blob a registry garbage collection or
-        a hand removed is drift too). Registry failures propagate (a check that could not
-        run is not drift).
-        """
-        if status.index_digest is None or status.repository is None:
-            return ["status names no image index"]
-        host, _, repo = status.repository.partition("/")
-        if host != self._registry.host:
-            return [f"images are in {host}, not in the operator's registry"]
-        problems = []
-        present: list[tuple[str, str]] = []
-        for what, digest in [
-            ("index", status.index_digest),
-            *((image.platform, image.digest) for image in status.images),
-        ]:
-            if self._registry.head_manifest(repo, digest) is None:
-                problems.append(f"{what} {repo}@{digest} is missing from the registry")
-                continue
-            if what != "index":
-                present.append((what, digest))
-            if self._registry.head_manifest(repo, signing.signature_tag(digest)) is None:
-                problems.append(f"the signature of {what} {repo}@{digest} is missing")
-        return problems + self._missing_blobs(repo, present)
-
-    def _missing_blobs(self, repo: str, manifests: list[tuple[str, str]]) -> list[str]:
-        problems, checked = [], set()
-        for platform, digest in manifests:
-            data, media_type, _ = self._registry.get_manifest(repo, digest)
-            manifest = oci.parse_manifest(data, media_type, expected_digest=digest)
-            for blob in (manifest.config, *manifest.layers):
-                if blob.digest in checked:
-                    continue
-                checked.add(blob.digest)
-                if not self._registry.has_blob(repo, blob.digest):
-                    problems.append(
-                        f"blob {blob.digest} of {platform} {repo}@{digest} is missing"
-                        " from the registry"
-                    )
-        return problems
+        """What of ``status``'s build is missing from the registry (empty: nothing);
+        see :func:`edgefleet.clients.imagedrift.missing`."""
+        return imagedrift.missing(self._registry, status)
 
     # -- building ----------------------------------------------------------------------
     def build(
