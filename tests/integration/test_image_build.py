@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from edgefleet.api.conditions import Reason
-from edgefleet.api.inferencemodel import InferenceModelSpec, Optimization
+from edgefleet.api.inferencemodel import InferenceModelSpec
+from edgefleet.api.inferencemodel_parts import Optimization
 from edgefleet.clients.imagebuilder import BuildError
 from edgefleet.domain import oci
 from edgefleet.testing.models import ModelFixture, make_mlp

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from edgefleet.api.conditions import Reason
-from edgefleet.api.inferencemodel import Probe
+from edgefleet.api.inferencemodel_parts import Probe
 from edgefleet.clients.registry_errors import (
     BlobTooLargeError,
     DigestMismatchError,

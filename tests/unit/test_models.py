@@ -66,7 +66,7 @@ def test_rejects_a_non_positive_target(tmp_path: Path) -> None:
 
 
 def test_probe_spec_is_a_valid_inference_model_probe(tmp_path):
-    from edgefleet.api.inferencemodel import Probe
+    from edgefleet.api.inferencemodel_parts import Probe
 
     fixture = make_mlp(tmp_path / "m.onnx", target_bytes=50_000, seed=1)
     probe = Probe.model_validate(fixture.probe_spec(tolerance=0.01))

@@ -6,7 +6,8 @@ import kopf
 import pytest
 
 from edgefleet.api.conditions import Reason
-from edgefleet.api.inferencemodel import InferenceModelStatus, Probe
+from edgefleet.api.inferencemodel import InferenceModelStatus
+from edgefleet.api.inferencemodel_parts import Probe
 from edgefleet.domain import modelstatus
 from edgefleet.domain.failures import FailureError
 from edgefleet.handlers.reconcile import ObjectRef, Pass

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from edgefleet.api.conditions import Reason
-from edgefleet.api.inferencemodel import ModelSource
+from edgefleet.api.inferencemodel_parts import ModelSource
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.domain import oci
 from edgefleet.domain.failures import FailureError

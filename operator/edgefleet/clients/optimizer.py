@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgefleet.api.inferencemodel import Probe
+from edgefleet.api.inferencemodel_parts import Probe
 
 __all__ = ["OptimizationError", "OptimizedModel", "quantize_int8_dynamic"]
 
