@@ -3,11 +3,13 @@
 The kind is ``Rollout`` in group ``edgefleet.io``; Argo Rollouts also has a kind
 ``Rollout`` (short name ``ro``), so ours uses the short names ``efro`` and
 ``efrollout``, and ``kubectl get rollouts.edgefleet.io`` is unambiguous.
+
+The kind, its spec and its status; the spec's parts (model reference, canary steps,
+health gate) are in :mod:`edgefleet.api.rollout_parts`.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
@@ -15,10 +17,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, ConfigDict, Field
 
 from edgefleet.api.edgedevice import WorkloadProbe
-from edgefleet.api.inferencemodel import VERSION_PATTERN
 from edgefleet.api.meta import (
     API_VERSION,
-    DNS_LABEL,
     ApiModel,
     ConfigValues,
     DnsLabel,
@@ -28,15 +28,11 @@ from edgefleet.api.meta import (
     ObjectStatus,
     cel,
 )
+from edgefleet.api.rollout_parts import CanaryStrategy, HealthGate, ModelRef
 
 __all__ = [
-    "CanaryStep",
-    "CanaryStrategy",
     "DeviceCounts",
     "DeviceNote",
-    "HealthGate",
-    "ModelRef",
-    "Pause",
     "Rollout",
     "RolloutPhase",
     "RolloutSpec",
@@ -48,83 +44,6 @@ __all__ = [
 
 #: An absolute count ("3") or a percentage ("25%").
 INT_OR_PERCENT = r"^([0-9]{1,6}|([0-9]|[1-9][0-9]|100)%)$"
-
-
-class ModelRef(ApiModel):
-    """The InferenceModel (in the Rollout's namespace) and the version to roll out."""
-
-    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
-    """InferenceModel name (a DNS label, as InferenceModel names are)."""
-    version: str = Field(min_length=1, max_length=64, pattern=VERSION_PATTERN)
-    """Version that must match the InferenceModel's spec.version (same syntax)."""
-
-
-class Pause(ApiModel):
-    """Wait before the next step: for a duration, or until promoted when none is given."""
-
-    duration: Duration | None = None
-    """How long to wait, e.g. 10m; wait for `kubectl edgefleet rollout promote` when unset."""
-
-
-class CanaryStep(ApiModel):
-    """One canary step: either shift to a weight, or pause."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "has(self.setWeight) != has(self.pause)",
-                    "a step is exactly one of setWeight or pause",
-                )
-            ]
-        }
-    )
-
-    set_weight: int | None = Field(default=None, ge=1, le=100)
-    """Percentage of the selected devices that run the new version after this step (1-100)."""
-    pause: Pause | None = None
-    """Wait here."""
-
-    def model_post_init(self, context: Any, /) -> None:
-        if (self.set_weight is None) == (self.pause is None):
-            raise ValueError("a step is exactly one of setWeight or pause")
-
-
-_WEIGHTS = "self.filter(s, has(s.setWeight)).map(s, s.setWeight)"
-
-
-class CanaryStrategy(ApiModel):
-    """Canary steps; after the last step every selected device gets the new version."""
-
-    steps: list[CanaryStep] = Field(
-        min_length=1,
-        max_length=20,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    f"{_WEIGHTS}.isSorted()"
-                    f" && {_WEIGHTS}.all(w, {_WEIGHTS}.filter(x, x == w).size() == 1)",
-                    "setWeight values must be strictly increasing",
-                )
-            ]
-        },
-    )
-    """The steps, in order."""
-
-    def model_post_init(self, context: Any, /) -> None:
-        weights = [s.set_weight for s in self.steps if s.set_weight is not None]
-        if any(b <= a for a, b in itertools.pairwise(weights)):
-            raise ValueError("setWeight values must be strictly increasing")
-
-
-class HealthGate(ApiModel):
-    """When an updated device counts as healthy."""
-
-    min_healthy_duration: Duration = "30s"
-    """A device must stay healthy this long after its update."""
-    max_p95_latency_ms: int | None = Field(default=None, ge=1, le=600000)
-    """Optional limit on the p95 inference latency the device reports."""
-
 
 _ZERO = r"^0+%?$"
 _ZERO_MESSAGE = "maxUnavailable must be at least 1 or 1%: with 0 no device could ever update"

@@ -19,7 +19,7 @@ from typing import Literal
 
 from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.edgedevice import CurrentWorkload, DesiredWorkload, EdgeDevice
-from edgefleet.api.rollout import HealthGate
+from edgefleet.api.rollout_parts import HealthGate
 from edgefleet.domain.conditions import find
 
 __all__ = ["CHECKS", "DeviceState", "GateCheck", "State", "assess", "parse_time"]
