@@ -140,6 +140,6 @@ def test_preflight_refuses_what_cannot_fit(gw, setup) -> None:
 
 
 def gw_key(gw: FakeGateway) -> bytes:
-    from tests.unit.agent_gateway_fake import pub_pem
+    from tests.unit.agent_gateway_pki import pub_pem
 
     return pub_pem(gw.image_key)
