@@ -209,7 +209,7 @@ class AppImageBuilder:
                     registry.push_blob(repo, oci.Blob(data, layer.media_type))
             for new in (site.blob, app.blob, image.config):
                 registry.push_blob(repo, new)
-            _put_manifest(registry, repo, image.manifest.digest, image.manifest)
+            registry.ensure_manifest(repo, image.manifest.digest, image.manifest)
             signer.sign_and_push(registry, repo, image.manifest.digest, self._key)
             size = sum(d.size for d in base.layers) + site.blob.size + app.blob.size
             say(f"{spec.name} {platform}: {repo}@{image.manifest.digest} ({size} bytes)")
@@ -225,7 +225,7 @@ class AppImageBuilder:
             },
         )
         for reference in (index_blob.digest, *tags):
-            _put_manifest(registry, repo, reference, index_blob)
+            registry.ensure_manifest(repo, reference, index_blob)
         signer.sign_and_push(registry, repo, index_blob.digest, self._key)
         say(f"{spec.name}: index {repo}@{index_blob.digest} signed")
         return AppBuildResult(
@@ -236,10 +236,3 @@ class AppImageBuilder:
             seconds=round(time.monotonic() - started, 3),
             bytes_uploaded=registry.snapshot().bytes_uploaded,
         )
-
-
-def _put_manifest(registry: RegistryClient, repo: str, reference: str, blob: oci.Blob) -> None:
-    """Push a manifest unless ``reference`` already names exactly these bytes."""
-    current = registry.head_manifest(repo, reference)
-    if current is None or current.digest != blob.digest:
-        registry.put_manifest(repo, reference, blob)

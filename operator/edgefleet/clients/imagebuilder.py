@@ -183,8 +183,8 @@ class ImageBuilder:
                 "org.opencontainers.image.version": spec.version,
             },
         )
-        _put_manifest(reg, repo, index_blob.digest, index_blob)
-        _put_manifest(reg, repo, spec.version, index_blob)
+        reg.ensure_manifest(repo, index_blob.digest, index_blob)
+        reg.ensure_manifest(repo, spec.version, index_blob)
         tag = self._sign(reg, repo, index_blob.digest)
         say(f"index {repo}@{index_blob.digest} signed")
         stats = reg.snapshot()
@@ -266,7 +266,7 @@ class ImageBuilder:
         reg.push_blob(repo, runtime.blob)
         reg.push_blob(repo, model.blob)
         reg.push_blob(repo, parts.config)
-        _put_manifest(reg, repo, parts.manifest.digest, parts.manifest)
+        reg.ensure_manifest(repo, parts.manifest.digest, parts.manifest)
         tag = self._sign(reg, repo, parts.manifest.digest)
         seconds = time.monotonic() - start
         size = sum(d.size for d in base.layers) + runtime.blob.size + model.blob.size
@@ -282,13 +282,6 @@ class ImageBuilder:
             variant.optimized,
         )
         return image, parts.manifest.descriptor()
-
-
-def _put_manifest(reg: RegistryClient, repo: str, reference: str, blob: oci.Blob) -> None:
-    """Push a manifest unless ``reference`` already names exactly these bytes."""
-    current = reg.head_manifest(repo, reference)
-    if current is None or current.digest != blob.digest:
-        reg.put_manifest(repo, reference, blob)
 
 
 def _copy_blob(reg: RegistryClient, source_repo: str, repo: str, desc: oci.Descriptor) -> None:

@@ -305,6 +305,12 @@ class RegistryClient:
         self._count(manifests_pushed=1, manifest_bytes_uploaded=blob.size)
         return blob.digest
 
+    def ensure_manifest(self, repo: str, reference: str, blob: oci.Blob) -> None:
+        """Push a manifest unless ``reference`` already names exactly these bytes."""
+        current = self.head_manifest(repo, reference)
+        if current is None or current.digest != blob.digest:
+            self.put_manifest(repo, reference, blob)
+
     def get_manifest(
         self, repo: str, reference: str, accept: Iterable[str] = DEFAULT_ACCEPT
     ) -> tuple[bytes, str, str]:

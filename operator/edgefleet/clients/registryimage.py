@@ -59,12 +59,6 @@ def fetch_deb(locked: registryimage.LockedDeb, cache_dir: Path, mirror: str) -> 
     return data
 
 
-def _put_manifest(registry: RegistryClient, repo: str, reference: str, blob: oci.Blob) -> None:
-    current = registry.head_manifest(repo, reference)
-    if current is None or current.digest != blob.digest:
-        registry.put_manifest(repo, reference, blob)
-
-
 def build_registry_image(
     registry: RegistryClient,
     signing_key: ec.EllipticCurvePrivateKey,
@@ -142,7 +136,7 @@ def _build(
                 )
         for blob in (layer.blob, image.config):
             registry.push_blob(repo, blob)
-        _put_manifest(registry, repo, image.manifest.digest, image.manifest)
+        registry.ensure_manifest(repo, image.manifest.digest, image.manifest)
         signer.sign_and_push(registry, repo, image.manifest.digest, signing_key)
         size = sum(d.size for d in base.layers) + layer.blob.size
         say(f"edgefleet-registry {platform}: {repo}@{image.manifest.digest} ({size} bytes)")
@@ -157,7 +151,7 @@ def _build(
     )
     tags = [lock.version.replace("+", "_").replace("~", "_")] if tags is None else list(tags)
     for reference in (index_blob.digest, *tags):
-        _put_manifest(registry, repo, reference, index_blob)
+        registry.ensure_manifest(repo, reference, index_blob)
     signer.sign_and_push(registry, repo, index_blob.digest, signing_key)
     say(f"edgefleet-registry: index {repo}@{index_blob.digest} signed")
     return AppBuildResult(
