@@ -261,3 +261,33 @@ def test_a_workload_whose_metrics_fail_is_reported_without_them(gw, state) -> No
     assert by_name["a"].metrics.requests >= 1  # the other workload's metrics still arrive
     assert by_name["b"].health == "Healthy"
     assert by_name["b"].metrics == by_name["b"].metrics.__class__()  # none: zeros
+
+
+def test_a_failed_update_waits_after_a_restart_too(gw, state, tmp_path) -> None:
+    """A restarted agent does not start a broken update again at once (an agent in a
+    restart loop would start it on every turn): the retry keeps its time, and the
+    reason is reported again. A new document is still tried at once."""
+    good = gw.add_image(REPO, [4096], seed=1)
+    bad = gw.add_image(REPO, [4096], seed=2)
+    behaviour = Behaviour(fail_probe={bad.manifest.digest})
+    engine = tmp_path / "engine.json"  # what runs outlives the agent
+    gw.publish((good.workload(),))
+    with running_agent(state, SimulatedRuntime(behaviour, engine)) as agent:
+        wait_for("v1", lambda: _condition(gw, "Ready") == ("True", "WorkloadsHealthy"))
+        gw.publish((bad.workload(version="2"),))
+        wait_for("UpdateFailed", lambda: _condition(gw, "UpdateFailed") == ("True", "ProbeFailed"))
+        assert agent.settings.failed_retry >= 60
+    last = max(gw.reports)
+    rt = SimulatedRuntime(behaviour, engine)
+    with running_agent(state, rt):
+        wait_for("three reports after the restart", lambda: max(gw.reports) >= last + 3)
+        assert _condition(gw, "UpdateFailed") == ("True", "ProbeFailed")
+        assert rt.started == [], "the broken update was started again after the restart"
+        assert _running(rt) == {"model": good.manifest.digest}
+        fixed = gw.add_image(REPO, [4096], seed=3)
+        gw.publish((fixed.workload(version="3"),))
+        wait_for("v3", lambda: _running(rt) == {"model": fixed.manifest.digest})
+        wait_for(
+            "UpdateFailed cleared", lambda: (_condition(gw, "UpdateFailed") or ("",))[0] == "False"
+        )
+    assert not (state.root / "failed.json").exists()

@@ -22,6 +22,7 @@ import datetime
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 __all__ = ["SKEW_TOLERANCE", "Clock"]
 
@@ -56,3 +57,11 @@ class Clock:
 
     def now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.time(), datetime.UTC)
+
+    def skew_condition(self) -> tuple[Literal["True", "False"], str, str]:
+        """The ``ClockSkew`` condition's status, reason and message."""
+        skew = self._offset
+        if abs(skew) > SKEW_TOLERANCE:
+            message = f"the device clock is {skew:+.0f}s off the gateway's; using gateway time"
+            return "True", "DeviceClockWrong", message
+        return "False", "InSync", ""

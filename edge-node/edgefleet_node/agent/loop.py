@@ -8,7 +8,8 @@ adopted when a trusted key signed a newer one; the document only through
 running and sets ``UpdateFailed`` with the reason. An accepted one is stored
 (``desired.json``) before it is activated, so a restart resumes it. Transient failures
 (the gateway gone mid-download) retry with backoff and resume; others are retried
-after :attr:`LoopSettings.failed_retry` or when a new document arrives.
+after :attr:`LoopSettings.failed_retry` (also after a restart: ``failed.json``) or
+when a new document arrives.
 
 Nothing here ever stops a workload because the gateway is unreachable, because a
 document failed verification, or because the certificate expired.
@@ -25,7 +26,14 @@ from dataclasses import dataclass, field
 
 from edgefleet_node.agent import activate, credentials, identity, log, snapshot, store
 from edgefleet_node.agent.client import GatewayClient, GatewayError, UnreachableError
-from edgefleet_node.agent.clock import SKEW_TOLERANCE, Clock
+from edgefleet_node.agent.clock import Clock
+from edgefleet_node.agent.held import (
+    FailedAttempt,
+    clear_failure,
+    load_document,
+    load_failure,
+    save_failure,
+)
 from edgefleet_node.agent.reporter import Backoff, Reporter
 from edgefleet_node.agent.reports import ReportQueue
 from edgefleet_node.agent.runtime import Runtime
@@ -63,7 +71,7 @@ class Agent:
         self.clock = clock or Clock(offset=float(status.get("clockOffset", 0.0)))
         self.creds = credentials.Credentials(state, self.clock)
         self.activator = activate.Activator(state, runtime, self.settings.activation)
-        self.held: proto_desired.DesiredState | None = self._load_held()
+        self.held: proto_desired.DesiredState | None = load_document(state)
         self.queue = ReportQueue(state.reports, self.settings.queue_capacity)
         self.reporter = Reporter(
             self.queue,
@@ -82,17 +90,14 @@ class Agent:
         self._next_heal = 0.0
         self.log = log.get()
         self._where = self.creds.where
+        self._restore_failure()
 
-    # -- setup ---------------------------------------------------------------------
-    def _load_held(self) -> proto_desired.DesiredState | None:
-        """The document accepted last (verified when it arrived). Not verified again: after
-        a document-key rotation the old signature no longer verifies, and forgetting the
-        held version would let an older document through."""
-        try:
-            envelope = dsse.Envelope.from_bytes(self.state.desired.read_bytes())
-            return proto_desired.DesiredState.from_bytes(envelope.payload)
-        except (FileNotFoundError, wire.ProtocolError):
-            return None
+    def _restore_failure(self) -> None:
+        """A failed attempt at the held document waits as it would have, and says why."""
+        failed = self.held and load_failure(self.state, self.held.version)
+        if failed:
+            self._retry_at = failed.retry_at
+            self.reporter.set_condition("UpdateFailed", "True", failed.reason, failed.message)
 
     @property
     def identity(self) -> identity.Identity:
@@ -232,6 +237,9 @@ class Agent:
         except activate.UpdateFailedError as exc:
             delay = self._backoff.next() if exc.transient else self.settings.failed_retry
             self._retry_at = self.clock.device() + delay
+            save_failure(
+                self.state, FailedAttempt(doc.version, self._retry_at, exc.reason, str(exc))
+            )
             self.log.warning(
                 "update failed",
                 **self._where,
@@ -244,6 +252,7 @@ class Agent:
             self.reporter.kick()
             return
         self._retry_at = None
+        clear_failure(self.state)
         self._backoff.reset()
         if changed:
             t = self.activator.timings
@@ -281,16 +290,7 @@ class Agent:
             self._backoff.reset()
         if first:
             self.reporter.kick()
-        skew = self.clock.offset
-        if abs(skew) > SKEW_TOLERANCE:
-            self.reporter.set_condition(
-                "ClockSkew",
-                "True",
-                "DeviceClockWrong",
-                f"the device clock is {skew:+.0f}s off the gateway's; using gateway time",
-            )
-        else:
-            self.reporter.set_condition("ClockSkew", "False", "InSync", "")
+        self.reporter.set_condition("ClockSkew", *self.clock.skew_condition())
 
     def _offline(self, state: str, message: str, at_least: float = 0.0) -> None:
         if self._stop.is_set():  # the poll was cut short by our own shutdown
