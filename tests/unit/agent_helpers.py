@@ -1,5 +1,6 @@
 """Shared pieces of the agent unit tests: an enrolled state dir against the stand-in
-gateway, an agent running in a thread, and waiting on conditions with a deadline."""
+gateway, an agent running in a thread, and waiting on conditions with a deadline; the
+``gw`` and ``state`` fixtures (registered for tests/unit by its conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
+
+import pytest
 
 from edgefleet_node.agent import activate, cli, store
 from edgefleet_node.agent import config as cfg
@@ -45,6 +48,19 @@ def enrolled(gw: FakeGateway, root: Path) -> store.StateDir:
     conf = cfg.Config(state_dir=root, platform="linux/amd64")
     cli.enroll_device(conf, gw.url, enroll.BootstrapToken.parse(gw.token()))
     return store.StateDir(root)
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> Iterator[FakeGateway]:
+    """The gateway stand-in, serving on loopback for one test."""
+    with FakeGateway(tmp_path) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def state(gw: FakeGateway, tmp_path: Path) -> store.StateDir:
+    """A state dir enrolled against ``gw``."""
+    return enrolled(gw, tmp_path / "state")
 
 
 @contextmanager

@@ -4,29 +4,15 @@ started, the previous set keeps running, and ``UpdateFailed`` names the workload
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from edgefleet_node.agent import pull, store
+from edgefleet_node.agent import pull
 from edgefleet_node.agent.simulated import Behaviour, SimulatedRuntime
 from tests.unit.agent_gateway_fake import FakeGateway
-from tests.unit.agent_helpers import enrolled, running_agent, wait_for
+from tests.unit.agent_helpers import running_agent, wait_for
 
 REPO = "edgefleet/models/fleet/m"
 BIG = 60_000  # the failing workload's layer; the other's is 1000 bytes
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[FakeGateway]:
-    with FakeGateway(tmp_path) as gateway:
-        yield gateway
-
-
-@pytest.fixture
-def state(gw: FakeGateway, tmp_path: Path) -> store.StateDir:
-    return enrolled(gw, tmp_path / "state")
 
 
 def _running(rt: SimulatedRuntime) -> dict[str, str]:

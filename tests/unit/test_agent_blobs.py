@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ from tests.unit.agent_gateway_fake import FakeGateway, Image
 from tests.unit.agent_helpers import enrolled
 
 MB = 1024 * 1024
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[FakeGateway]:
-    with FakeGateway(tmp_path) as gateway:
-        yield gateway
 
 
 @pytest.fixture

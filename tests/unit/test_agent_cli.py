@@ -7,7 +7,6 @@ import datetime
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,6 @@ from edgefleet_node.agent.simulated import SimulatedRuntime
 from edgefleet_node.protocol import wire
 from tests.unit.agent_gateway_fake import FakeGateway
 from tests.unit.agent_helpers import FAST, enrolled, running_agent, wait_for
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[FakeGateway]:
-    with FakeGateway(tmp_path) as gateway:
-        yield gateway
 
 
 def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:

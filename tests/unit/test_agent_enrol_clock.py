@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,6 @@ from tests.unit.agent_gateway_fake import FakeGateway
 from tests.unit.agent_helpers import enrolled
 
 YEARS = 5 * 365 * 86400.0
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[FakeGateway]:
-    with FakeGateway(tmp_path) as gateway:
-        yield gateway
 
 
 def _device_clock(monkeypatch: pytest.MonkeyPatch, shift: float) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,21 +14,10 @@ import pytest
 from edgefleet_node.agent import store
 from edgefleet_node.agent.simulated import SimulatedRuntime
 from tests.unit.agent_gateway_fake import FakeGateway, Image
-from tests.unit.agent_helpers import FAST, enrolled, running_agent, wait_for
+from tests.unit.agent_helpers import FAST, running_agent, wait_for
 
 REPO = "edgefleet/models/fleet/m"
 LAYER = 200_000
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[FakeGateway]:
-    with FakeGateway(tmp_path) as gateway:
-        yield gateway
-
-
-@pytest.fixture
-def state(gw: FakeGateway, tmp_path: Path) -> store.StateDir:
-    return enrolled(gw, tmp_path / "state")
 
 
 def _running(rt: SimulatedRuntime) -> dict[str, str]:

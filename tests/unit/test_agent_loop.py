@@ -3,29 +3,14 @@ activation, rollback, all-or-none, refused documents, offline, restart."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from edgefleet_node.agent import store
 from edgefleet_node.agent.simulated import Behaviour, SimulatedRuntime
 from edgefleet_node.protocol import desired
 from tests.unit.agent_gateway_fake import FakeGateway
-from tests.unit.agent_helpers import enrolled, running_agent, wait_for
+from tests.unit.agent_helpers import running_agent, wait_for
 
 REPO = "edgefleet/models/fleet/m"
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[FakeGateway]:
-    with FakeGateway(tmp_path) as gateway:
-        yield gateway
-
-
-@pytest.fixture
-def state(gw: FakeGateway, tmp_path: Path) -> store.StateDir:
-    return enrolled(gw, tmp_path / "state")
 
 
 def _running(rt: SimulatedRuntime) -> dict[str, str]:

@@ -7,7 +7,6 @@ import datetime
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,17 +21,6 @@ from tests.unit.agent_helpers import enrolled, running_agent, wait_for
 
 REPO = "edgefleet/models/fleet/m"
 YEARS = 5 * 365 * 86400.0
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[FakeGateway]:
-    with FakeGateway(tmp_path) as gateway:
-        yield gateway
-
-
-@pytest.fixture
-def state(gw: FakeGateway, tmp_path: Path) -> store.StateDir:
-    return enrolled(gw, tmp_path / "state")
 
 
 def _ready(gw: FakeGateway) -> bool:
