@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from edgefleet.testing.procs import wait_until
-from edgefleet.testing.tinyimage import push_image
+from edgefleet.testing.tinyimage import PushedImage, push_image
 from edgefleet_node.agent import store
 from edgefleet_node.protocol import wire
 from tests.integration.agent_fixtures import PLATFORM, current_workloads, enrol, set_desired
@@ -105,6 +105,36 @@ def _near_now(text: str, what: str, slack: float = 600.0) -> None:
     assert abs(moment - time.time()) < slack, f"{what} {text} is not near the real time"
 
 
+def _push_cam(fleet: Fleet, registry_client: Any, signing_key: Any) -> PushedImage:
+    return push_image(
+        registry_client,
+        f"edgefleet/models/{fleet.namespace}/cam",
+        signing_key,
+        platforms=(PLATFORM,),
+    )
+
+
+def _enrol_faked(
+    fleet: Fleet, device: str, url: str, root: Path, env: dict[str, str]
+) -> store.StateDir:
+    """``edgefleet-node enroll`` as its own process under the faked clock ``env``."""
+    fleet.device(device, PLATFORM)
+    enrolled = subprocess.run(
+        [EXE, "--state-dir", str(root), "enroll", "--gateway", url, "--platform", PLATFORM],
+        env={**env, "EDGEFLEET_NODE_TOKEN": fleet.token(device)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    return store.StateDir(root)
+
+
+def _run_argv(root: Path) -> list[str]:
+    return [EXE, "--state-dir", str(root), "--log-level", "warning", "run", "--runtime",
+            "simulated", "--poll-wait", "5", "--report-interval", "1"]  # fmt: skip
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -137,24 +167,10 @@ def test_a_device_clock_far_off_uses_gateway_time(
     device = "dev-clock"
     url = f"https://127.0.0.1:{agent_gateway.port}"
     env = _faked_env(years)
-    image = push_image(
-        registry_client,
-        f"edgefleet/models/{agent_fleet.namespace}/cam",
-        image_signing_key,
-        platforms=(PLATFORM,),
-    )
+    image = _push_cam(agent_fleet, registry_client, image_signing_key)
     root = tmp_path / "state"
     if at_enrolment:  # the device clock is already wrong when it enrols
-        agent_fleet.device(device, PLATFORM)
-        enrolled = subprocess.run(
-            [EXE, "--state-dir", str(root), "enroll", "--gateway", url, "--platform", PLATFORM],
-            env={**env, "EDGEFLEET_NODE_TOKEN": agent_fleet.token(device)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert enrolled.returncode == 0, enrolled.stderr
-        state = store.StateDir(root)
+        state = _enrol_faked(agent_fleet, device, url, root, env)
     else:  # enrolled with a right clock; the clock goes wrong later (a dead RTC battery)
         state = enrol(agent_fleet, device, url, root)
     _assert_fake_clock_reaches_openssl(
@@ -166,9 +182,7 @@ def test_a_device_clock_far_off_uses_gateway_time(
     assert time.time() < ident["renewAt"] < not_after, ident
     set_desired(agent_fleet, device, 1, image, "cam", "1")
 
-    argv = [EXE, "--state-dir", str(root), "--log-level", "warning", "run", "--runtime",
-            "simulated", "--poll-wait", "5", "--report-interval", "1"]  # fmt: skip
-    proc = subprocess.Popen(argv, env=env)
+    proc = subprocess.Popen(_run_argv(root), env=env)
     processes.append(proc)
     agent_fleet.wait_condition(device, "Ready", "True", timeout=120)
 
@@ -243,29 +257,13 @@ def test_enrolled_years_ahead_then_started_offline_is_offline_not_expired(
     device = "dev-clock-off"
     url = f"https://127.0.0.1:{agent_gateway.port}"
     env = {**_faked_env(5), "EDGEFLEET_NODE_BACKOFF_CAP": "2"}
-    image = push_image(
-        registry_client,
-        f"edgefleet/models/{agent_fleet.namespace}/cam",
-        image_signing_key,
-        platforms=(PLATFORM,),
-    )
+    image = _push_cam(agent_fleet, registry_client, image_signing_key)
     root = tmp_path / "state"
-    agent_fleet.device(device, PLATFORM)
-    enrolled = subprocess.run(
-        [EXE, "--state-dir", str(root), "enroll", "--gateway", url, "--platform", PLATFORM],
-        env={**env, "EDGEFLEET_NODE_TOKEN": agent_fleet.token(device)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert enrolled.returncode == 0, enrolled.stderr
-    state = store.StateDir(root)
+    state = _enrol_faked(agent_fleet, device, url, root, env)
     set_desired(agent_fleet, device, 1, image, "cam", "1")
     agent_gateway.stop()
 
-    argv = [EXE, "--state-dir", str(root), "--log-level", "warning", "run", "--runtime",
-            "simulated", "--poll-wait", "5", "--report-interval", "1"]  # fmt: skip
-    processes.append(subprocess.Popen(argv, env=env))
+    processes.append(subprocess.Popen(_run_argv(root), env=env))
     wait_until(
         lambda: (store.read_json(state.status) or {}).get("connection") not in (None, "Starting"),
         timeout=60,
