@@ -55,6 +55,7 @@ from edgefleet.clients import tokens
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.signingkey import ensure_signing_key
 from edgefleet.testing.controlplane import ControlPlane
+from edgefleet.testing.desired import apply_desired
 from edgefleet.testing.gatewayrun import GatewayReplica, loopback_config
 from edgefleet.testing.procs import free_port, wait_until
 from edgefleet.testing.registry import LocalRegistry
@@ -86,21 +87,7 @@ def _set_desired(cp: ControlPlane, node: Node, revision: int, image: ModelImage)
         "probe": image.probe,
         "config": {"EDGEFLEET_THRESHOLD": "0.5"},
     }
-    body = {
-        "apiVersion": "edgefleet.io/v1alpha1",
-        "kind": "EdgeDevice",
-        "metadata": {"name": node.device, "namespace": NS},
-        "status": {"desiredRevision": revision, "desired": [workload]},
-    }
-    cp.kubectl(
-        "apply",
-        "--server-side",
-        "--subresource=status",
-        "--field-manager=edgefleet-rollouts",
-        "-f",
-        "-",
-        input_text=json.dumps(body),
-    )
+    apply_desired(cp, NS, node.device, revision, [workload])
 
 
 def _current(cp: ControlPlane, device: str) -> str | None:

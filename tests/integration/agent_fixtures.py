@@ -1,20 +1,26 @@
 """Shared pieces of the agent integration tests: a gateway replica that proxies the
-test registry, a fleet namespace, the image signing key, an agent in a thread."""
+test registry, a fleet namespace, the image signing key, the operator's image builder
+and a model built with it, the test's own Docker SDK client, an agent in a thread."""
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
+import httpx
 import pytest
 from kubernetes import client, config
 
+from edgefleet.api.inferencemodel import InferenceModelSpec
+from edgefleet.clients.imagebuilder import BuilderSettings, BuildResult, ImageBuilder
 from edgefleet.clients.signingkey import ensure_signing_key
+from edgefleet.testing.desired import apply_desired
 from edgefleet.testing.gatewayrun import GatewayReplica, loopback_config
+from edgefleet.testing.models import ModelFixture, make_mlp
 from edgefleet.testing.procs import free_port
 from edgefleet.testing.tinyimage import PushedImage
 from edgefleet_node.agent import activate, cli, store
@@ -22,6 +28,7 @@ from edgefleet_node.agent import config as agent_config
 from edgefleet_node.agent.loop import Agent, LoopSettings
 from edgefleet_node.agent.simulated import SimulatedRuntime
 from edgefleet_node.protocol import enroll
+from tests.conftest import BASE_REPO, BASE_TAG
 from tests.integration.gateway_fixtures import GW_NS, Fleet
 
 PLATFORM = "linux/amd64"
@@ -73,33 +80,61 @@ def agent_fleet(crds, agent_gateway) -> Iterator[Fleet]:
 def set_desired(
     fleet: Fleet, device: str, revision: int, image: PushedImage, model: str, version: str
 ) -> None:
-    body = {
-        "apiVersion": "edgefleet.io/v1alpha1",
-        "kind": "EdgeDevice",
-        "metadata": {"name": device, "namespace": fleet.namespace},
-        "status": {
-            "desiredRevision": revision,
-            "desired": [
-                {
-                    "model": model,
-                    "version": version,
-                    "repository": image.repository,
-                    "indexDigest": image.index_digest,
-                    "imageDigest": image.manifests[PLATFORM],
-                    "config": {"THRESHOLD": "0.5"},
-                }
-            ],
-        },
+    workload = {
+        "model": model,
+        "version": version,
+        "repository": image.repository,
+        "indexDigest": image.index_digest,
+        "imageDigest": image.manifests[PLATFORM],
+        "config": {"THRESHOLD": "0.5"},
     }
-    fleet.cp.kubectl(
-        "apply",
-        "--server-side",
-        "--subresource=status",
-        "--field-manager=edgefleet-rollouts",
-        "-f",
-        "-",
-        input_text=json.dumps(body),
+    apply_desired(fleet.cp, fleet.namespace, device, revision, [workload])
+
+
+@pytest.fixture
+def model_builder(
+    registry_client, base_index, image_signing_key, builder_cache
+) -> Iterator[ImageBuilder]:
+    """The operator's daemonless builder on the test registry and base image."""
+    settings = BuilderSettings(
+        cache_dir=builder_cache, base_repository=BASE_REPO, base_reference=BASE_TAG
     )
+    with httpx.Client(timeout=30) as http:
+        yield ImageBuilder(registry_client, image_signing_key, settings, http=http)
+
+
+def build_mlp(
+    builder: ImageBuilder,
+    model_files: tuple[Path, str],
+    fleet: Fleet,
+    name: str,
+    *,
+    seed: int,
+    version: str,
+    target_bytes: int,
+) -> tuple[ModelFixture, BuildResult]:
+    """A fresh ONNX MLP served by ``model_files``, built into ``fleet``'s namespace."""
+    directory, base_url = model_files
+    path = directory / f"model-{uuid.uuid4().hex[:8]}.onnx"
+    fixture = make_mlp(path, target_bytes=target_bytes, seed=seed)
+    spec = InferenceModelSpec.model_validate(
+        {
+            "version": version,
+            "platforms": [PLATFORM],
+            "source": {"url": {"url": f"{base_url}/{path.name}", "sha256": fixture.sha256}},
+        }
+    )
+    return fixture, builder.build(fleet.namespace, name, spec)
+
+
+@pytest.fixture
+def engine(docker_engine) -> Iterator[docker.DockerClient]:
+    """The test's own view of the engine (the docker SDK, not the runtime's client)."""
+    sdk = docker.from_env(timeout=120)
+    try:
+        yield sdk
+    finally:
+        sdk.close()
 
 
 class Running:

@@ -1,13 +1,21 @@
 """Integration fixtures shared across modules (tests/conftest.py has the session ones)."""
 
-from tests.integration.agent_fixtures import agent_fleet, agent_gateway, image_signing_key
+from tests.integration.agent_fixtures import (
+    agent_fleet,
+    agent_gateway,
+    engine,
+    image_signing_key,
+    model_builder,
+)
 from tests.integration.gateway_fixtures import fleet, gateway, gateway_namespace
 
 __all__ = [
     "agent_fleet",
     "agent_gateway",
+    "engine",
     "fleet",
     "gateway",
     "gateway_namespace",
     "image_signing_key",
+    "model_builder",
 ]

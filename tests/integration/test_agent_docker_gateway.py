@@ -22,20 +22,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import docker
-import httpx
 import pytest
 
-from edgefleet.api.inferencemodel import InferenceModelSpec
-from edgefleet.clients.imagebuilder import BuilderSettings, BuildResult, ImageBuilder
+from edgefleet.clients.imagebuilder import BuildResult
 from edgefleet.domain import oci
-from edgefleet.testing.models import ModelFixture, make_mlp
+from edgefleet.testing.desired import apply_desired
+from edgefleet.testing.models import ModelFixture
 from edgefleet.testing.procs import wait_until
 from edgefleet_node.agent import activate, docker_spec, store
 from edgefleet_node.agent.docker_runtime import MANAGED_LABEL, DockerRuntime
 from edgefleet_node.agent.loop import Agent
 from edgefleet_node.agent.workload_http import request
-from tests.conftest import BASE_REPO, BASE_TAG
-from tests.integration.agent_fixtures import PLATFORM, SETTINGS, current_workloads, enrol
+from tests.integration.agent_fixtures import SETTINGS, build_mlp, current_workloads, enrol
 from tests.integration.gateway_fixtures import Fleet
 
 DEVICE = "dev-d"
@@ -73,43 +71,20 @@ class Model:
 
 
 @pytest.fixture
-def model_builder(
-    registry_client, base_index, image_signing_key, builder_cache
-) -> Iterator[ImageBuilder]:
-    settings = BuilderSettings(
-        cache_dir=builder_cache, base_repository=BASE_REPO, base_reference=BASE_TAG
-    )
-    with httpx.Client(timeout=30) as http:
-        yield ImageBuilder(registry_client, image_signing_key, settings, http=http)
-
-
-@pytest.fixture
 def build(model_builder, model_files, agent_fleet):
-    directory, base_url = model_files
-
     def make(name: str, seed: int, version: str) -> Model:
-        path = directory / f"model-{uuid.uuid4().hex[:8]}.onnx"
-        fixture = make_mlp(path, target_bytes=1024 * 1024, seed=seed)
-        spec = InferenceModelSpec.model_validate(
-            {
-                "version": version,
-                "platforms": [PLATFORM],
-                "source": {"url": {"url": f"{base_url}/{path.name}", "sha256": fixture.sha256}},
-            }
+        built = build_mlp(
+            model_builder,
+            model_files,
+            agent_fleet,
+            name,
+            seed=seed,
+            version=version,
+            target_bytes=1024 * 1024,
         )
-        return Model(fixture, model_builder.build(agent_fleet.namespace, name, spec))
+        return Model(*built)
 
     return make
-
-
-@pytest.fixture
-def engine(docker_engine) -> Iterator[docker.DockerClient]:
-    """The test's own view of the engine (the docker SDK, not the runtime's client)."""
-    client = docker.from_env(timeout=120)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -153,21 +128,7 @@ def _desire(fleet: Fleet, revision: int, *entries: tuple[str, Model, str, bool])
         }
         for name, model, version, wrong in entries
     ]
-    body = {
-        "apiVersion": "edgefleet.io/v1alpha1",
-        "kind": "EdgeDevice",
-        "metadata": {"name": DEVICE, "namespace": fleet.namespace},
-        "status": {"desiredRevision": revision, "desired": desired},
-    }
-    fleet.cp.kubectl(
-        "apply",
-        "--server-side",
-        "--subresource=status",
-        "--field-manager=edgefleet-rollouts",
-        "-f",
-        "-",
-        input_text=json.dumps(body),
-    )
+    apply_desired(fleet.cp, fleet.namespace, DEVICE, revision, desired)
 
 
 def _running(runtime: DockerRuntime) -> dict[str, str]:

@@ -5,77 +5,31 @@ download only the new model layer (and a few KiB of documents)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import httpx
-import pytest
-
-from edgefleet.api.inferencemodel import InferenceModelSpec
-from edgefleet.clients.imagebuilder import BuilderSettings, BuildResult, ImageBuilder
-from edgefleet.testing.models import make_mlp
+from edgefleet.clients.imagebuilder import BuildResult, ImageBuilder
+from edgefleet.testing.desired import apply_desired
 from edgefleet_node.agent.simulated import SimulatedRuntime
-from tests.conftest import BASE_REPO, BASE_TAG
-from tests.integration.agent_fixtures import PLATFORM, Running, enrol
+from tests.integration.agent_fixtures import Running, build_mlp, enrol
 from tests.integration.gateway_fixtures import Fleet
 
 
-@pytest.fixture
-def model_builder(
-    registry_client, base_index, image_signing_key, builder_cache
-) -> Iterator[ImageBuilder]:
-    settings = BuilderSettings(
-        cache_dir=builder_cache, base_repository=BASE_REPO, base_reference=BASE_TAG
-    )
-    with httpx.Client(timeout=30) as http:
-        yield ImageBuilder(registry_client, image_signing_key, settings, http=http)
-
-
 def _build(builder: ImageBuilder, model_files, fleet: Fleet, seed: int, version: str):
-    directory, base_url = model_files
-    path = directory / f"model-{uuid.uuid4().hex[:8]}.onnx"
-    fixture = make_mlp(path, target_bytes=2 * 1024 * 1024, seed=seed)
-    spec = InferenceModelSpec.model_validate(
-        {
-            "version": version,
-            "platforms": [PLATFORM],
-            "source": {"url": {"url": f"{base_url}/{path.name}", "sha256": fixture.sha256}},
-        }
+    _, result = build_mlp(
+        builder, model_files, fleet, "mlp", seed=seed, version=version, target_bytes=2 * 1024 * 1024
     )
-    return builder.build(fleet.namespace, "mlp", spec)
+    return result
 
 
 def _desire(fleet: Fleet, revision: int, result: BuildResult, version: str) -> None:
-    import json
-
     (image,) = result.images
-    body = {
-        "apiVersion": "edgefleet.io/v1alpha1",
-        "kind": "EdgeDevice",
-        "metadata": {"name": "dev-m", "namespace": fleet.namespace},
-        "status": {
-            "desiredRevision": revision,
-            "desired": [
-                {
-                    "model": "mlp",
-                    "version": version,
-                    "repository": result.repository.partition("/")[2],
-                    "indexDigest": result.index_digest,
-                    "imageDigest": image.digest,
-                    "config": {"EDGEFLEET_THRESHOLD": "0.5"},
-                }
-            ],
-        },
+    workload = {
+        "model": "mlp",
+        "version": version,
+        "repository": result.repository.partition("/")[2],
+        "indexDigest": result.index_digest,
+        "imageDigest": image.digest,
+        "config": {"EDGEFLEET_THRESHOLD": "0.5"},
     }
-    fleet.cp.kubectl(
-        "apply",
-        "--server-side",
-        "--subresource=status",
-        "--field-manager=edgefleet-rollouts",
-        "-f",
-        "-",
-        input_text=json.dumps(body),
-    )
+    apply_desired(fleet.cp, fleet.namespace, "dev-m", revision, [workload])
 
 
 def test_an_operator_built_model_and_a_weights_only_update(

@@ -126,16 +126,6 @@ def built(
 
 
 @pytest.fixture
-def engine(docker_engine) -> Iterator[docker.DockerClient]:
-    """The test's own view of the engine (the docker SDK, not the runtime's client)."""
-    client = docker.from_env(timeout=120)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
 def runtime(engine, built) -> Iterator[DockerRuntime]:
     client = engine
     rt = DockerRuntime()
