@@ -51,7 +51,10 @@ async def _device(phase: str, host: str, port: int, ns: str, name: str, state: P
             sim.key, sim.cert_pem = loaded, saved["cert"].encode()
             sim.gateway_ca, sim.instance_id = saved["ca"].encode(), saved["instance"]
             sim.signing_keys = tuple(k.encode() for k in saved["signing"])
-        polled = await sim.poll(wait=0, have=None)  # a document, verified with the saved keys
+        try:  # a document, verified with the saved keys
+            polled = await sim.poll(wait=0, have=None)
+        except OSError as exc:  # e.g. just after a rollout, before the Service's rules follow
+            return {**out, "poll": "unreachable", "error": str(exc)[:500]}
         out["poll"] = polled.status
         if polled.status != 200:
             out["error"] = polled.body.decode(errors="replace")[:500]
