@@ -238,37 +238,41 @@ class StatusWriter:
 
     async def run(self) -> None:
         """Flush queued transitions at most ``write_rate`` per second, until cancelled."""
-        gap = 1.0 / self._rate
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._refused:
-                key = next(iter(self._refused))
-                raw, failure = self._refused.pop(key)
-                try:
-                    await self.write_failure(key, raw, failure, kind="invalid")
-                except Exception as exc:  # the next change of the object tries again
-                    log.warning(
-                        "status write failed", namespace=key[0], name=key[1], error=str(exc)[:300]
-                    )
-            while self._pending:
-                key = next(iter(self._pending))
-                obs = self._pending.pop(key)
-                self._metrics.writes_pending.set(len(self._pending))
-                started = time.monotonic()
-                try:
-                    wrote = await self.write(key, obs, kind="heartbeat")
-                except StatusComputeError:
-                    wrote = True  # recorded in status; the next observation retries
-                except Exception as exc:
-                    log.warning(
-                        "status write failed; will retry",
-                        namespace=key[0],
-                        name=key[1],
-                        error=str(exc)[:300],
-                    )
-                    self._pending.setdefault(key, obs)  # a newer observation wins
-                    await asyncio.sleep(1.0)
-                    wrote = True
-                if wrote:
-                    await asyncio.sleep(max(0.0, gap - (time.monotonic() - started)))
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Write every queued refusal and transition, then return."""
+        gap = 1.0 / self._rate
+        while self._refused:
+            key = next(iter(self._refused))
+            raw, failure = self._refused.pop(key)
+            try:
+                await self.write_failure(key, raw, failure, kind="invalid")
+            except Exception as exc:  # the next change of the object tries again
+                log.warning(
+                    "status write failed", namespace=key[0], name=key[1], error=str(exc)[:300]
+                )
+        while self._pending:
+            key = next(iter(self._pending))
+            obs = self._pending.pop(key)
+            self._metrics.writes_pending.set(len(self._pending))
+            started = time.monotonic()
+            try:
+                wrote = await self.write(key, obs, kind="heartbeat")
+            except StatusComputeError:
+                wrote = True  # recorded in status; the next observation retries
+            except Exception as exc:
+                log.warning(
+                    "status write failed; will retry",
+                    namespace=key[0],
+                    name=key[1],
+                    error=str(exc)[:300],
+                )
+                self._pending.setdefault(key, obs)  # a newer observation wins
+                await asyncio.sleep(1.0)
+                wrote = True
+            if wrote:
+                await asyncio.sleep(max(0.0, gap - (time.monotonic() - started)))
