@@ -11,15 +11,17 @@ with its own counters (one per build) over the same connections.
 
 Large blobs never sit in memory: :class:`FileBlob` uploads stream from a file in
 chunks, and :meth:`RegistryClient.download_blob` streams to a file while hashing.
+This module holds the client, its counters and the blob operations; the manifest and
+tag methods come from the :class:`~edgefleet.clients.registry_manifests.ManifestOps`
+mixin (``DEFAULT_ACCEPT`` is re-exported from there, as before).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from edgefleet.clients.registry_errors import (
     RegistryAuthError,
     RegistryError,
 )
+from edgefleet.clients.registry_manifests import DEFAULT_ACCEPT, ManifestOps
 from edgefleet.clients.registry_model import FileBlob, PushOutcome, TransferStats
 from edgefleet.domain import oci
 
@@ -52,15 +55,9 @@ __all__ = [
 
 DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
 DEFAULT_MAX_BLOB_SIZE = 8 * 1024**3
-DEFAULT_ACCEPT = (oci.OCI_MANIFEST, oci.OCI_INDEX, oci.DOCKER_MANIFEST, oci.DOCKER_MANIFEST_LIST)
-_MAX_TAG_PAGES = 1000
 
 
-def _media_type(response: httpx.Response) -> str:
-    return str(response.headers.get("content-type", "")).split(";")[0].strip()
-
-
-class RegistryClient:
+class RegistryClient(ManifestOps):
     """A synchronous OCI distribution client for one registry; thread-safe."""
 
     def __init__(
@@ -161,13 +158,6 @@ class RegistryClient:
     def has_blob(self, repo: str, digest: str) -> bool:
         """Whether ``repo`` has the blob ``digest``."""
         return self._head_blob(repo, digest, registry_model.scopes(repo))
-
-    def _check_reported(self, response: httpx.Response, digest: str, operation: str) -> None:
-        reported = response.headers.get("docker-content-digest")
-        if reported is not None and reported != digest:
-            raise DigestMismatchError(
-                f"registry reports digest {reported}, we sent {digest}", operation=operation
-            )
 
     def _start_upload(
         self, repo: str, digest: str, mount_from: str | None, operation: str
@@ -284,117 +274,3 @@ class RegistryClient:
         )
         self._count(bytes_downloaded=size)
         return size
-
-    # -- manifests and tags --------------------------------------------------------
-
-    def put_manifest(self, repo: str, reference: str, blob: oci.Blob) -> str:
-        """Push a manifest or index under a tag or its digest; return its digest."""
-        operation = f"PUT manifest {repo}:{reference}"
-        if ":" in registry_model.check_reference(reference) and reference != blob.digest:
-            raise DigestMismatchError(f"manifest digest is {blob.digest}", operation=operation)
-        response, _ = self._call(
-            "PUT",
-            registry_model.manifest_path(repo, reference),
-            scopes=registry_model.scopes(repo, push=True),
-            operation=operation,
-            ok=(200, 201),
-            content=blob.data,
-            headers={"Content-Type": blob.media_type},
-        )
-        self._check_reported(response, blob.digest, operation)
-        self._count(manifests_pushed=1, manifest_bytes_uploaded=blob.size)
-        return blob.digest
-
-    def ensure_manifest(self, repo: str, reference: str, blob: oci.Blob) -> None:
-        """Push a manifest unless ``reference`` already names exactly these bytes."""
-        current = self.head_manifest(repo, reference)
-        if current is None or current.digest != blob.digest:
-            self.put_manifest(repo, reference, blob)
-
-    def get_manifest(
-        self, repo: str, reference: str, accept: Iterable[str] = DEFAULT_ACCEPT
-    ) -> tuple[bytes, str, str]:
-        """``(bytes, media type, digest)`` of a manifest or index, digest-verified."""
-        accepted = list(accept)
-        operation = f"GET manifest {repo}:{reference}"
-        response, body = self._call(
-            "GET",
-            registry_model.manifest_path(repo, reference),
-            scopes=registry_model.scopes(repo),
-            operation=operation,
-            ok=(200,),
-            limit=oci.MAX_MANIFEST_SIZE,
-            headers={"Accept": ", ".join(accepted)},
-        )
-        self._count(bytes_downloaded=len(body))
-        digest = sha256 = oci.sha256_digest(body)
-        if ":" in reference:
-            algorithm, _, expected = reference.partition(":")
-            if hashlib.new(algorithm, body).hexdigest() != expected:
-                raise DigestMismatchError("manifest does not match its digest", operation=operation)
-            digest = reference
-        reported = response.headers.get("docker-content-digest", "")
-        if reported.startswith("sha256:") and reported != sha256:
-            raise DigestMismatchError(
-                f"registry reports {reported}, got {digest}", operation=operation
-            )
-        media_type = _media_type(response)
-        if media_type not in accepted:
-            try:
-                body_type = json.loads(body).get("mediaType")
-            except (ValueError, AttributeError):
-                body_type = None
-            if body_type not in accepted:
-                raise RegistryError(
-                    f"registry returned media type {media_type or body_type!r}, not in {accepted}",
-                    operation=operation,
-                )
-            media_type = body_type
-        return body, media_type, digest
-
-    def head_manifest(
-        self, repo: str, reference: str, accept: Iterable[str] = DEFAULT_ACCEPT
-    ) -> oci.Descriptor | None:
-        """The descriptor of a manifest by tag or digest, or None if it does not exist."""
-        response, _ = self._call(
-            "HEAD",
-            registry_model.manifest_path(repo, reference),
-            scopes=registry_model.scopes(repo),
-            operation=f"HEAD manifest {repo}:{reference}",
-            ok=(200, 404),
-            headers={"Accept": ", ".join(accept)},
-        )
-        if response.status_code == 404:
-            return None
-        digest = response.headers.get("docker-content-digest") or reference
-        size = response.headers.get("content-length", "")
-        try:
-            return oci.Descriptor(_media_type(response), oci.check_digest(digest), int(size))
-        except (oci.OCIError, ValueError) as exc:
-            raise RegistryError(
-                f"registry did not describe the manifest: {exc}", operation=f"HEAD {reference}"
-            ) from exc
-
-    def list_tags(self, repo: str) -> list[str]:
-        """All tags of ``repo`` (following pagination)."""
-        tags: list[str] = []
-        url: httpx.URL | str = f"v2/{registry_model.check_repo(repo)}/tags/list"
-        for _ in range(_MAX_TAG_PAGES):
-            response, body = self._call(
-                "GET",
-                url,
-                scopes=registry_model.scopes(repo),
-                operation=f"list tags {repo}",
-                ok=(200,),
-                limit=oci.MAX_MANIFEST_SIZE,
-            )
-            try:
-                page = json.loads(body).get("tags") or []
-            except (ValueError, AttributeError) as exc:
-                raise RegistryError("tag list is not JSON", operation=f"list tags {repo}") from exc
-            tags += [t for t in page if isinstance(t, str)]
-            next_link = response.links.get("next", {}).get("url")
-            if not next_link:
-                return tags
-            url = self._transport.url(next_link)
-        raise RegistryError("tag list has too many pages", operation=f"list tags {repo}")
