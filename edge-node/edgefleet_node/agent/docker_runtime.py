@@ -4,11 +4,9 @@ Talks to a Docker engine (or Podman's Docker-compatible socket) through the smal
 standard-library client :mod:`~edgefleet_node.agent.docker_api`, found by
 ``DOCKER_HOST=unix://…`` or the default socket.
 
-- :meth:`DockerRuntime.prepare` streams a ``docker load`` archive built from the
-  agent's verified blobs (:mod:`~edgefleet_node.agent.docker_archive`) and checks that
-  the engine's image ID is the config digest the signed manifest names. The image is
-  tagged ``edgefleet/workload:sha256-<manifest hex>`` so :meth:`collect` knows which
-  manifest it belongs to (the tag is never pulled; containers run by image ID).
+- :meth:`DockerRuntime.prepare` loads the agent's verified blobs into the engine and
+  tags the image by its manifest (:mod:`~edgefleet_node.agent.docker_images`, which
+  holds the image side: load, platform check, removal of unused images).
 - :meth:`DockerRuntime.start` runs a container beside the old one (its create body is
   :func:`~edgefleet_node.agent.docker_spec.container_spec`): host network, a
   free port as ``EDGEFLEET_PORT``, the merged config as environment, read-only root
@@ -22,7 +20,8 @@ standard-library client :mod:`~edgefleet_node.agent.docker_api`, found by
   back the last *good* model. It fails early when the container exits.
 - :meth:`DockerRuntime.running` rebuilds :class:`Instance` objects from labels after
   an agent restart; :meth:`DockerRuntime.collect` removes stopped containers and
-  images whose manifest is not kept.
+  (through :func:`~edgefleet_node.agent.docker_images.remove_unused`) images whose
+  manifest is not kept.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from edgefleet_node.agent import docker_archive, promtext, workload_http
+from edgefleet_node.agent import docker_images, promtext, workload_http
 from edgefleet_node.agent import log as agent_log
 from edgefleet_node.agent.docker_api import DockerAPI, DockerAPIError, NotFoundError
 from edgefleet_node.agent.docker_spec import (
@@ -45,10 +44,7 @@ from edgefleet_node.agent.docker_spec import (
     container_spec,
     image_tag,
     is_podman,
-    our_manifest,
-    repository,
     start_failure,
-    tags,
 )
 from edgefleet_node.agent.runtime import (
     LABELS,
@@ -110,65 +106,9 @@ class DockerRuntime:
         self._ports_lock = threading.Lock()
         self._podman = is_podman(client.version_info)
 
-    # -- images ------------------------------------------------------------------------
-    def _image(self, reference: str) -> dict[str, Any] | None:
-        try:
-            return self._docker.image(reference)
-        except NotFoundError:
-            return None
-
+    # -- images (docker_images) ---------------------------------------------------------
     def prepare(self, workload: Workload, image: VerifiedImage) -> None:
-        tag = image_tag(image.manifest_digest, self._scope)
-        present = self._image(image.config_digest)
-        if present is not None:
-            ours = {our_manifest(t, self._scope) for t in tags(present)}
-            if image.manifest_digest not in ours:
-                self._docker.tag(
-                    image.config_digest, repository(self._scope), tag.partition(":")[2]
-                )
-            self._check_platform(present, image)
-            return
-        started = time.monotonic()
-        try:
-            members = docker_archive.plan_archive(
-                image.config_path,
-                image.config_digest,
-                list(
-                    zip(
-                        image.layer_digests, image.layer_paths, image.layer_media_types, strict=True
-                    )
-                ),
-                repo_tags=[tag],
-            )
-            self._docker.load(docker_archive.archive_stream(members))
-        except docker_archive.ArchiveError as exc:
-            raise RuntimeFailure("LoadFailed", f"{workload.name}: {exc}") from exc
-        except (DockerAPIError, OSError, http.client.HTTPException) as exc:
-            raise RuntimeFailure(
-                "LoadFailed", f"{workload.name}: the engine refused: {exc}"
-            ) from exc
-        loaded = self._image(image.config_digest)
-        if loaded is None or loaded.get("Id") != image.config_digest:
-            raise RuntimeFailure(
-                "LoadFailed",
-                f"{workload.name}: after loading, the engine has no image {image.config_digest}",
-            )
-        self._check_platform(loaded, image)
-        agent_log.get().info(
-            "image loaded",
-            workload=workload.name,
-            manifest=image.manifest_digest,
-            seconds=round(time.monotonic() - started, 3),
-        )
-
-    @staticmethod
-    def _check_platform(attrs: Mapping[str, Any], image: VerifiedImage) -> None:
-        have = f"{attrs.get('Os', '')}/{attrs.get('Architecture', '')}"
-        want = "/".join(image.platform.split("/")[:2])
-        if have != want:
-            raise RuntimeFailure(
-                "LoadFailed", f"image {image.manifest_digest} is for {have}, the device is {want}"
-            )
+        docker_images.load(self._docker, workload, image, self._scope)
 
     # -- containers --------------------------------------------------------------------
     def _device_groups(self, devices: tuple[str, ...]) -> list[str]:
@@ -183,7 +123,7 @@ class DockerRuntime:
         return sorted(set(groups))
 
     def start(self, workload: Workload, config: Mapping[str, str]) -> Instance:
-        image = self._image(image_tag(workload.manifest_digest, self._scope))
+        image = docker_images.find(self._docker, image_tag(workload.manifest_digest, self._scope))
         if image is None:
             raise RuntimeFailure(
                 "ImageMissing", f"{workload.name}: image {workload.manifest_digest} is not loaded"
@@ -375,16 +315,4 @@ class DockerRuntime:
                 self._remove(str(container["Id"]))
             else:
                 in_use.add(str(container.get("ImageID", "")))
-        for image in self._docker.images(repository(self._scope)):
-            for tag in tags(image):
-                manifest = our_manifest(tag, self._scope)
-                if manifest is None or manifest in keep or image.get("Id") in in_use:
-                    continue
-                try:
-                    self._docker.remove_image(tag)
-                except NotFoundError:
-                    continue
-                except DockerAPIError as exc:
-                    agent_log.get().warning("image removal failed", tag=tag, error=str(exc))
-                    continue
-                agent_log.get().info("image removed", manifest=manifest)
+        docker_images.remove_unused(self._docker, self._scope, keep, in_use)
