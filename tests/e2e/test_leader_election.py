@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from edgefleet.testing.models import make_mlp
 from edgefleet.testing.procs import wait_until
 from tests.e2e.conftest import OPERATOR_NS, OperatorProcess
+from tests.e2e.model_helpers import mlp_model
 
 
 def _ready(cp, ns: str, name: str) -> bool:
@@ -17,19 +17,7 @@ def _ready(cp, ns: str, name: str) -> bool:
 
 
 def _apply(cp, ns, name, model_files, seed):
-    directory, base_url = model_files
-    path = directory / f"leader-{name}-{seed}.onnx"
-    fixture = make_mlp(path, target_bytes=32 * 1024, seed=seed)
-    doc = {
-        "apiVersion": "edgefleet.io/v1alpha1",
-        "kind": "InferenceModel",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "version": "1.0.0",
-            "platforms": ["linux/amd64"],
-            "source": {"url": {"url": f"{base_url}/{path.name}", "sha256": fixture.sha256}},
-        },
-    }
+    doc = mlp_model(model_files, ns, name, f"leader-{name}-{seed}.onnx", seed)
     cp.kubectl("apply", "-f", "-", input_text=json.dumps(doc))
 
 
