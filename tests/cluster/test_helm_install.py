@@ -274,13 +274,28 @@ def test_upgrade_from_the_previous_chart_keeps_state_and_a_second_replica_waits(
     enrollment = _json(cp, "edgedevice", "cam-up", "-n", "devices")["status"]["enrollment"]
     assert enrollment["certificateSerial"] == serial
 
-    pods = {p["metadata"]["name"] for p in _json(cp, "pods", "-n", NS, "-l",
-            "app.kubernetes.io/component=operator")["items"]}  # fmt: skip
+    # Pods of the old revision may still be terminating (and leading): only a live pod of
+    # the Deployment's current revision counts.
+    pods = _live_operator_pods(cp)
+    assert len(set(pods.values())) == 1, pods
     _wait(node, lambda: _holder(cp) in pods, "a replica of this revision to lead")
     leader = _holder(cp)
     cp.kubectl("delete", "pod", leader, "-n", NS, "--grace-period=0", "--force")
-    _wait(node, lambda: _holder(cp) not in ("", leader), "the other replica to take over", 120)
-    assert _holder(cp) in pods
+    _wait(node, lambda: _holder(cp) not in ("", leader), "another replica to take over", 120)
+    # The standby usually wins, but the Deployment's replacement for the deleted pod may
+    # start and take the free lease first: either is a live replica of this revision.
+    holder, now = _holder(cp), _live_operator_pods(cp)
+    assert now.get(holder) == pods[leader], f"{holder} leads; live operator pods: {now}"
+
+
+def _live_operator_pods(cp) -> dict[str, str]:
+    """Operator pods not being deleted, by name, each with its pod-template-hash."""
+    items = _json(cp, "pods", "-n", NS, "-l", "app.kubernetes.io/component=operator")["items"]
+    return {
+        p["metadata"]["name"]: p["metadata"]["labels"]["pod-template-hash"]
+        for p in items
+        if not p["metadata"].get("deletionTimestamp")
+    }
 
 
 BUNDLED_NS = "edgefleet-bundled"
