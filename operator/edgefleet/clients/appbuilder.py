@@ -27,7 +27,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edgefleet import filelock
-from edgefleet.clients import signer, wheels
+from edgefleet.clients import baseimage, signer, wheels
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.domain import appimage, oci
 from edgefleet.domain.runtime_lock import LockedWheel, check_wheel_filename
@@ -43,6 +43,7 @@ __all__ = [
     "console_scripts",
     "fetch_locked",
     "package_sources",
+    "publish_index",
 ]
 
 Progress = Callable[[str], None]
@@ -193,20 +194,9 @@ class AppImageBuilder:
         for platform, locked in sorted(platforms.items()):
             paths = fetch_locked(platform, locked, self._cache / "wheels")
             site = appimage.site_packages_layer((p.name, p.read_bytes()) for p in paths)
-            base_desc = index.find(oci.Platform.parse(platform))
-            data, media_type, _ = registry.get_manifest(base_repo, base_desc.digest)
-            base = oci.parse_manifest(data, media_type, expected_digest=base_desc.digest)
-            base_config = oci.parse_config(
-                registry.get_blob(base_repo, base.config.digest),
-                expected_digest=base.config.digest,
-            )
+            base, base_config = baseimage.platform_base(registry, base_repo, index, platform)
             image = appimage.assemble(base_config, base.layers, site, app, spec)
-            for layer in base.layers:
-                if not registry.has_blob(repo, layer.digest) and not (
-                    registry.mount_blob(repo, layer.digest, base_repo)
-                ):
-                    data = registry.get_blob(base_repo, layer.digest)
-                    registry.push_blob(repo, oci.Blob(data, layer.media_type))
+            baseimage.copy_base_layers(registry, base_repo, repo, base.layers)
             for new in (site.blob, app.blob, image.config):
                 registry.push_blob(repo, new)
             registry.ensure_manifest(repo, image.manifest.digest, image.manifest)
@@ -217,22 +207,50 @@ class AppImageBuilder:
                 PlatformBuild(platform, image.manifest.digest, size, site.blob.size, app.blob.size)
             )
             entries.append((image.manifest.descriptor(), image.platform))
-        index_blob = oci.image_index(
+        return publish_index(
+            registry,
+            repo,
+            self._key,
             entries,
-            annotations={
-                "org.opencontainers.image.title": spec.name,
-                "org.opencontainers.image.version": spec.version,
-            },
+            builds,
+            title=spec.name,
+            version=spec.version,
+            tags=tags,
+            started=started,
+            say=say,
         )
-        for reference in (index_blob.digest, *tags):
-            registry.ensure_manifest(repo, reference, index_blob)
-        signer.sign_and_push(registry, repo, index_blob.digest, self._key)
-        say(f"{spec.name}: index {repo}@{index_blob.digest} signed")
-        return AppBuildResult(
-            repository=f"{registry.host}/{repo}",
-            index_digest=index_blob.digest,
-            tags=tuple(tags),
-            images=tuple(builds),
-            seconds=round(time.monotonic() - started, 3),
-            bytes_uploaded=registry.snapshot().bytes_uploaded,
-        )
+
+
+def publish_index(
+    registry: RegistryClient,
+    repo: str,
+    key: ec.EllipticCurvePrivateKey,
+    entries: Sequence[tuple[oci.Descriptor, oci.Platform]],
+    builds: Sequence[PlatformBuild],
+    *,
+    title: str,
+    version: str,
+    tags: Sequence[str],
+    started: float,
+    say: Progress,
+) -> AppBuildResult:
+    """Push the index over the platform images (by digest and ``tags``), sign it, sum up."""
+    index_blob = oci.image_index(
+        entries,
+        annotations={
+            "org.opencontainers.image.title": title,
+            "org.opencontainers.image.version": version,
+        },
+    )
+    for reference in (index_blob.digest, *tags):
+        registry.ensure_manifest(repo, reference, index_blob)
+    signer.sign_and_push(registry, repo, index_blob.digest, key)
+    say(f"{title}: index {repo}@{index_blob.digest} signed")
+    return AppBuildResult(
+        repository=f"{registry.host}/{repo}",
+        index_digest=index_blob.digest,
+        tags=tuple(tags),
+        images=tuple(builds),
+        seconds=round(time.monotonic() - started, 3),
+        bytes_uploaded=registry.snapshot().bytes_uploaded,
+    )

@@ -7,6 +7,10 @@ timestamps clamped to the rootfs's ``SOURCE_DATE_EPOCH``), a config with the pla
 image index over all architectures. The same rootfs gives the same digests on every
 run, so a second push uploads nothing.
 
+Every image builder stacks on these: :func:`platform_base` reads one platform's base
+manifest and config from the index, :func:`copy_base_layers` gives the target repository
+its layers (nothing when present, a cross-repository mount, else a copy).
+
 Compressing a ~100 MB rootfs takes a while, so the layer is cached beside its tarball
 (``<key>.layer.tar.gz`` plus its diff ID), written atomically.
 """
@@ -24,7 +28,14 @@ from edgefleet.clients import rootfs
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.domain import oci
 
-__all__ = ["BASE_ENV", "BaseImage", "base_image", "push_base_index"]
+__all__ = [
+    "BASE_ENV",
+    "BaseImage",
+    "base_image",
+    "copy_base_layers",
+    "platform_base",
+    "push_base_index",
+]
 
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -138,3 +149,33 @@ def push_base_index(
         registry_client.put_manifest(repo, tag, index)
     say(f"base index {repo}@{index.digest} ({', '.join(str(p) for _, p in entries)})")
     return index.digest
+
+
+def platform_base(
+    registry_client: RegistryClient, base_repo: str, index: oci.ImageIndex, platform: str
+) -> tuple[oci.ImageManifest, oci.ImageConfig]:
+    """The base image of ``platform`` in ``index``: its manifest and config, digests checked."""
+    desc = index.find(oci.Platform.parse(platform))
+    data, media_type, _ = registry_client.get_manifest(base_repo, desc.digest)
+    manifest = oci.parse_manifest(data, media_type, expected_digest=desc.digest)
+    config = oci.parse_config(
+        registry_client.get_blob(base_repo, manifest.config.digest),
+        expected_digest=manifest.config.digest,
+    )
+    return manifest, config
+
+
+def copy_base_layers(
+    registry_client: RegistryClient,
+    base_repo: str,
+    repo: str,
+    layers: Sequence[oci.Descriptor],
+) -> None:
+    """Give ``repo`` each base layer: nothing if present, a mount, else a copy."""
+    for desc in layers:
+        if registry_client.has_blob(repo, desc.digest):
+            continue
+        if registry_client.mount_blob(repo, desc.digest, base_repo):
+            continue
+        data = registry_client.get_blob(base_repo, desc.digest)
+        registry_client.push_blob(repo, oci.Blob(data, desc.media_type))

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edgefleet.api.conditions import Reason
 from edgefleet.api.inferencemodel import InferenceModelSpec, InferenceModelStatus
 from edgefleet.clients import (
+    baseimage,
     imagedrift,
     modelsource,
     modelvariants,
@@ -250,19 +251,13 @@ class ImageBuilder:
         start = time.monotonic()
         base_repo = self._settings.base_repository
         try:
-            base_desc = index.find(oci.Platform.parse(platform))
-            data, media_type, _ = reg.get_manifest(base_repo, base_desc.digest)
-            base = oci.parse_manifest(data, media_type, expected_digest=base_desc.digest)
-            base_config = oci.parse_config(
-                reg.get_blob(base_repo, base.config.digest), expected_digest=base.config.digest
-            )
+            base, base_config = baseimage.platform_base(reg, base_repo, index, platform)
         except (RegistryError, oci.OCIError) as exc:
             raise in_context(exc, f"base image for {platform}") from exc
         runtime = self._runtime_layers.layer(_runtime(platform))
         model = variant.layer
         parts = modelimage.assemble(base_config, base.layers, runtime, model, meta)
-        for layer in base.layers:
-            _copy_blob(reg, base_repo, repo, layer)
+        baseimage.copy_base_layers(reg, base_repo, repo, base.layers)
         reg.push_blob(repo, runtime.blob)
         reg.push_blob(repo, model.blob)
         reg.push_blob(repo, parts.config)
@@ -282,16 +277,6 @@ class ImageBuilder:
             variant.optimized,
         )
         return image, parts.manifest.descriptor()
-
-
-def _copy_blob(reg: RegistryClient, source_repo: str, repo: str, desc: oci.Descriptor) -> None:
-    """Give ``repo`` a base layer: nothing if present, a mount, else a copy."""
-    if reg.has_blob(repo, desc.digest):
-        return
-    if reg.mount_blob(repo, desc.digest, source_repo):
-        return
-    data = reg.get_blob(source_repo, desc.digest)
-    reg.push_blob(repo, oci.Blob(data, desc.media_type))
 
 
 def _build_error(failure: FailureError) -> BuildError:

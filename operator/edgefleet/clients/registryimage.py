@@ -20,8 +20,13 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edgefleet.clients import signer
-from edgefleet.clients.appbuilder import AppBuildError, AppBuildResult, PlatformBuild
+from edgefleet.clients import baseimage, signer
+from edgefleet.clients.appbuilder import (
+    AppBuildError,
+    AppBuildResult,
+    PlatformBuild,
+    publish_index,
+)
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.domain import oci, registryimage
 
@@ -119,21 +124,9 @@ def _build(
         except registryimage.DebError as exc:
             raise AppBuildError(str(exc)) from exc
         layer = registryimage.registry_layer(files)
-        base_desc = index.find(oci.Platform.parse(platform))
-        data, media_type, _ = registry.get_manifest(base_repository, base_desc.digest)
-        base = oci.parse_manifest(data, media_type, expected_digest=base_desc.digest)
-        base_config = oci.parse_config(
-            registry.get_blob(base_repository, base.config.digest),
-            expected_digest=base.config.digest,
-        )
+        base, base_config = baseimage.platform_base(registry, base_repository, index, platform)
         image = registryimage.assemble(base_config, list(base.layers), layer, lock.version)
-        for desc in base.layers:
-            if not registry.has_blob(repo, desc.digest) and not registry.mount_blob(
-                repo, desc.digest, base_repository
-            ):
-                registry.push_blob(
-                    repo, oci.Blob(registry.get_blob(base_repository, desc.digest), desc.media_type)
-                )
+        baseimage.copy_base_layers(registry, base_repository, repo, base.layers)
         for blob in (layer.blob, image.config):
             registry.push_blob(repo, blob)
         registry.ensure_manifest(repo, image.manifest.digest, image.manifest)
@@ -142,23 +135,16 @@ def _build(
         say(f"edgefleet-registry {platform}: {repo}@{image.manifest.digest} ({size} bytes)")
         builds.append(PlatformBuild(platform, image.manifest.digest, size, 0, layer.blob.size))
         entries.append((image.manifest.descriptor(), image.platform))
-    index_blob = oci.image_index(
-        entries,
-        annotations={
-            "org.opencontainers.image.title": "edgefleet-registry",
-            "org.opencontainers.image.version": lock.version,
-        },
-    )
     tags = [lock.version.replace("+", "_").replace("~", "_")] if tags is None else list(tags)
-    for reference in (index_blob.digest, *tags):
-        registry.ensure_manifest(repo, reference, index_blob)
-    signer.sign_and_push(registry, repo, index_blob.digest, signing_key)
-    say(f"edgefleet-registry: index {repo}@{index_blob.digest} signed")
-    return AppBuildResult(
-        repository=f"{registry.host}/{repo}",
-        index_digest=index_blob.digest,
-        tags=tuple(tags),
-        images=tuple(builds),
-        seconds=round(time.monotonic() - started, 3),
-        bytes_uploaded=registry.snapshot().bytes_uploaded,
+    return publish_index(
+        registry,
+        repo,
+        signing_key,
+        entries,
+        builds,
+        title="edgefleet-registry",
+        version=lock.version,
+        tags=tags,
+        started=started,
+        say=say,
     )
