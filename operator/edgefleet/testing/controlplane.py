@@ -5,6 +5,9 @@ free ports, TLS everywhere with a per-run CA, an admin client certificate
 (``system:masters``) in a kubeconfig, readiness judged by ``/readyz``. Every instance
 lives in its own temporary directory with its own ports, so two may run at once; all
 processes die with their parent and :meth:`ControlPlane.stop` always tears down.
+This module is the lifecycle (PKI, start with retries, readiness, stop, ``kubectl``);
+the components' flags are in :mod:`edgefleet.testing.controlplane_args` and the
+kubeconfig files in :mod:`edgefleet.testing.kubeconfig`.
 
 Used by the pytest fixtures and by ``edgefleet demo``::
 
@@ -23,10 +26,16 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from edgefleet.testing.controlplane_args import (
+    apiserver_argv,
+    controller_manager_argv,
+    etcd_argv,
+    scheduler_argv,
+)
+from edgefleet.testing.kubeconfig import render_kubeconfig
 from edgefleet.testing.lifecycle import Harness
 from edgefleet.testing.pki import CertificateAuthority, write_private
 from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
@@ -35,28 +44,6 @@ from edgefleet.testing.tools import Tools, find_tools, node_binary
 __all__ = ["ControlPlane"]
 
 _START_ATTEMPTS = 3
-
-
-def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "edgefleet-local",
-                    "cluster": {"server": server, "certificate-authority": str(ca)},
-                }
-            ],
-            "users": [
-                {"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}
-            ],
-            "contexts": [
-                {"name": "edgefleet-local", "context": {"cluster": "edgefleet-local", "user": user}}
-            ],
-            "current-context": "edgefleet-local",
-        }
-    )
 
 
 class ControlPlane(Harness):
@@ -165,61 +152,17 @@ class ControlPlane(Harness):
         client_port, peer_port, self.port = free_port(), free_port(), free_port()
         shutil.rmtree(d / "etcd-data", ignore_errors=True)
         etcd_url = f"http://127.0.0.1:{client_port}"
-        etcd = self._spawn(
-            "etcd",
-            [
-                self.tools.etcd,
-                "--name=default",
-                f"--data-dir={d / 'etcd-data'}",
-                f"--listen-client-urls={etcd_url}",
-                f"--advertise-client-urls={etcd_url}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-                f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
-                "--unsafe-no-fsync",
-                "--log-level=warn",
-            ],
-        )
-        node_flags = (
-            [
-                "--disable-admission-plugins=ServiceAccount",
-                "--endpoint-reconciler-type=none",
-                "--advertise-address=127.0.0.1",
-                "--authorization-mode=RBAC",
-            ]
-            if self.node_ip is None
-            else [
-                "--enable-admission-plugins=NodeRestriction",
-                "--endpoint-reconciler-type=lease",
-                f"--advertise-address={self.node_ip}",
-                "--authorization-mode=Node,RBAC",
-                f"--kubelet-client-certificate={d / 'kubelet-client.crt'}",
-                f"--kubelet-client-key={d / 'kubelet-client.key'}",
-            ]
-        )
+        etcd = self._spawn("etcd", etcd_argv(self.tools.etcd, d, client_port, peer_port))
         apiserver = self._spawn(
             "kube-apiserver",
-            [
-                self.tools.kube_apiserver,
-                f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={self.port}",
-                f"--cert-dir={d / 'apiserver-certs'}",
-                f"--tls-cert-file={d / 'apiserver.crt'}",
-                f"--tls-private-key-file={d / 'apiserver.key'}",
-                f"--client-ca-file={d / 'ca.crt'}",
-                f"--service-account-key-file={d / 'sa.pub'}",
-                f"--service-account-signing-key-file={d / 'sa.key'}",
-                f"--service-account-issuer=https://127.0.0.1:{self.port}",
-                "--service-cluster-ip-range=10.96.0.0/24",
-                "--allow-privileged=true",
-                *node_flags,
-            ],
+            apiserver_argv(self.tools.kube_apiserver, d, self.port, etcd_url, self.node_ip),
         )
         alive = _all_alive(etcd, apiserver)
         wait_until(self._ready, timeout=self._timeout, what="kube-apiserver /readyz", alive=alive)
         self.kubeconfig.write_text(
-            _kubeconfig(self.url, d / "ca.crt", d / "admin.crt", d / "admin.key", "edgefleet-admin")
+            render_kubeconfig(
+                self.url, d / "ca.crt", d / "admin.crt", d / "admin.key", "edgefleet-admin"
+            )
         )
         if self._with_kcm:
             self._start_controller_manager()
@@ -230,7 +173,7 @@ class ControlPlane(Harness):
         d = self.dir
         kc = d / "kcm.kubeconfig"
         kc.write_text(
-            _kubeconfig(
+            render_kubeconfig(
                 self.url,
                 d / "ca.crt",
                 d / "kcm.crt",
@@ -238,32 +181,11 @@ class ControlPlane(Harness):
                 "system:kube-controller-manager",
             )
         )
-        controllers = ["garbage-collector-controller", "namespace-controller"]
-        extra: list[str] = []
-        if self.node_ip is not None:
-            controllers += [
-                "serviceaccount-controller",
-                "root-ca-certificate-publisher-controller",
-                "deployment-controller",
-                "replicaset-controller",
-                "endpointslice-controller",
-                "disruption-controller",
-                "node-lifecycle-controller",  # lifts the not-ready taint once Ready
-            ]
-            extra = [f"--root-ca-file={d / 'ca.crt'}"]
         kcm = self._spawn(
             "kube-controller-manager",
-            [
-                self.tools.kube_controller_manager,
-                f"--kubeconfig={kc}",
-                "--controllers=" + ",".join(controllers),
-                *extra,
-                "--leader-elect=false",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}",
-                f"--cert-dir={d / 'kcm-certs'}",
-                "--use-service-account-credentials=true",  # per-controller RBAC roles
-            ],
+            controller_manager_argv(
+                self.tools.kube_controller_manager, d, kc, free_port(), self.node_ip
+            ),
         )
         # The controller-manager has no readiness endpoint worth trusting without
         # delegated auth; it is up when its log shows the controllers started.
@@ -278,22 +200,13 @@ class ControlPlane(Harness):
         d = self.dir
         kc = d / "scheduler.kubeconfig"
         kc.write_text(
-            _kubeconfig(
+            render_kubeconfig(
                 self.url, d / "ca.crt", d / "scheduler.crt", d / "scheduler.key",
                 "system:kube-scheduler",
             )
         )  # fmt: skip
         scheduler = self._spawn(
-            "kube-scheduler",
-            [
-                node_binary("kube-scheduler"),
-                f"--kubeconfig={kc}",
-                f"--authentication-kubeconfig={kc}",
-                f"--authorization-kubeconfig={kc}",
-                "--leader-elect=false",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}",
-            ],
+            "kube-scheduler", scheduler_argv(node_binary("kube-scheduler"), kc, free_port())
         )
         wait_until(
             lambda: "Starting Kubernetes Scheduler" in scheduler.log_tail(400),
@@ -306,7 +219,9 @@ class ControlPlane(Harness):
         """The admin kubeconfig with another server address (e.g. through a forwarder)."""
         d = self.dir
         path.write_text(
-            _kubeconfig(server, d / "ca.crt", d / "admin.crt", d / "admin.key", "edgefleet-admin")
+            render_kubeconfig(
+                server, d / "ca.crt", d / "admin.crt", d / "admin.key", "edgefleet-admin"
+            )
         )
         return path
 

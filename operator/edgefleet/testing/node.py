@@ -37,7 +37,8 @@ import yaml
 
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.testing import nodehost
-from edgefleet.testing.controlplane import ControlPlane, _kubeconfig
+from edgefleet.testing.controlplane import ControlPlane
+from edgefleet.testing.kubeconfig import render_kubeconfig
 from edgefleet.testing.lifecycle import Harness
 from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
 from edgefleet.testing.registry import LocalRegistry
@@ -271,7 +272,7 @@ state = "{d / "containerd-state"}"
         )
         server = f"https://127.0.0.1:{cp.port}"
         (d / "kubelet.kubeconfig").write_text(
-            _kubeconfig(server, cp.ca_path, d / "kubelet.crt", d / "kubelet.key", "kubelet")
+            render_kubeconfig(server, cp.ca_path, d / "kubelet.crt", d / "kubelet.key", "kubelet")
         )
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -320,8 +321,8 @@ state = "{d / "containerd-state"}"
         d, cp = self.dir, self.cp
         cp.ca.issue("system:kube-proxy", client=True).write(d, "kube-proxy")
         (d / "kube-proxy.kubeconfig").write_text(
-            _kubeconfig(f"https://127.0.0.1:{cp.port}", cp.ca_path, d / "kube-proxy.crt",
-                        d / "kube-proxy.key", "kube-proxy")
+            render_kubeconfig(f"https://127.0.0.1:{cp.port}", cp.ca_path, d / "kube-proxy.crt",
+                              d / "kube-proxy.key", "kube-proxy")
         )  # fmt: skip
         config = {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
