@@ -11,5 +11,8 @@ describes the wire format and the security properties.
 - :mod:`~edgefleet_node.protocol.enroll`: bootstrap tokens, CA pinning, enrol/renew.
 - :mod:`~edgefleet_node.protocol.desired`: the signed desired-state document and the
   device-side rules that refuse replays, downgrades, foreign and stale documents.
+- :mod:`~edgefleet_node.protocol.workload`: one workload of that document (and its
+  probe).
+- :mod:`~edgefleet_node.protocol.trust`: the trust bundle (gateway CAs, signing keys).
 - :mod:`~edgefleet_node.protocol.report`: what the device reports.
 """
