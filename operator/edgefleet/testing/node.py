@@ -11,7 +11,8 @@ loopback; :mod:`edgefleet.testing.nsforward` makes them appear at the same
 references are identical on both sides and pods reach the API server through the
 ``kubernetes`` Service. Pods pull from the local TLS registry through containerd's
 ``certs.d``; the sandbox (pause) image and the host-side chores (cgroups, shims)
-are in :mod:`edgefleet.testing.nodehost`.
+are in :mod:`edgefleet.testing.nodehost`, the components' configuration files in
+:mod:`edgefleet.testing.nodeconfig`.
 
 Facts this relies on (DESIGN.md §7): on cgroup v1 kubelet needs ``failCgroupV1:
 false`` and the cgroupfs driver; without CAP_SYS_RESOURCE containerd needs
@@ -25,7 +26,6 @@ they are masked inside the mount namespace.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -40,17 +40,22 @@ from edgefleet.testing import nodehost
 from edgefleet.testing.controlplane import ControlPlane
 from edgefleet.testing.kubeconfig import render_kubeconfig
 from edgefleet.testing.lifecycle import Harness
+from edgefleet.testing.nodeconfig import (
+    NODE_IP,
+    NODE_NAME,
+    POD_CIDR,
+    cni_conflist,
+    containerd_toml,
+    kube_proxy_config,
+    kubelet_config,
+    namespace_script,
+    write_registry_hosts,
+)
 from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
 from edgefleet.testing.registry import LocalRegistry
 from edgefleet.testing.tools import node_binary
 
 __all__ = ["NODE_IP", "POD_CIDR", "Node", "node_unavailable"]
-
-NODE_IP = "10.88.0.1"
-POD_CIDR = "10.244.0.0/24"
-SERVICE_CIDR = "10.96.0.0/24"  # the control plane's --service-cluster-ip-range
-NODE_NAME = "edgefleet-node-0"
-_MASKED_SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
 
 
 def node_unavailable() -> str | None:
@@ -171,89 +176,18 @@ class Node(Harness):
 
     # -- pieces ----------------------------------------------------------------------
     def _setup_namespaces(self) -> None:
-        masks = self.dir / "sysctl-masks"
-        masks.mkdir()
-        script = [
-            "set -e",
-            "ip link set lo up",
-            # The node's address on a veth pair whose both ends stay inside (this kernel
-            # has no dummy interfaces); it must not be a loopback address.
-            "ip link add ef-node0 type veth peer name ef-node1",
-            f"ip addr add {NODE_IP}/32 dev ef-node0",
-            "ip link set ef-node0 up",
-            "ip link set ef-node1 up",
-            # Service addresses are routable from the node itself, as on a real node
-            # (whose default route kube-proxy's OUTPUT rules then rewrite).
-            f"ip route add {SERVICE_CIDR} dev ef-node0",
-            "sysctl -qw net.ipv4.ip_forward=1",
-            "mkdir -p /run/netns /var/lib/cni",
-            "mount -t tmpfs tmpfs /run/netns",
-            "mount --make-shared /run/netns || true",
-            "mount -t tmpfs tmpfs /var/lib/cni",
-        ]
-        for name in _MASKED_SYSCTLS:
-            value = Path("/proc/sys", name).read_text()
-            fake = masks / name.replace("/", ".")
-            fake.write_text(value)
-            script.append(f"mount --bind {fake} /proc/sys/{name}")
-        self.run_inside("sh", "-c", "\n".join(script))
+        self.run_inside("sh", "-c", namespace_script(self.dir / "sysctl-masks"))
 
     def _start_containerd(self, pause: str) -> None:
         d = self.dir
-        certs = d / "certs.d" / self.registry.host
-        certs.mkdir(parents=True)
-        shutil.copy(self.registry.ca_path, certs / "ca.crt")
-        (certs / "hosts.toml").write_text(
-            f'server = "https://{self.registry.host}"\n\n'
-            f'[host."https://{self.registry.host}"]\n'
-            f'  capabilities = ["pull", "resolve"]\n  ca = "{certs / "ca.crt"}"\n'
-        )
+        write_registry_hosts(d / "certs.d", self.registry.host, self.registry.ca_path)
         cni_conf = d / "cni"
         cni_conf.mkdir()
-        (cni_conf / "10-edgefleet.conflist").write_text(
-            json.dumps(
-                {
-                    "cniVersion": "1.0.0",
-                    "name": "edgefleet",
-                    "plugins": [
-                        {
-                            "type": "bridge",
-                            "bridge": "ef-cni0",
-                            "isGateway": True,
-                            "ipMasq": True,
-                            "hairpinMode": True,
-                            "ipam": {
-                                "type": "host-local",
-                                "dataDir": str(d / "ipam"),
-                                "ranges": [[{"subnet": POD_CIDR}]],
-                                "routes": [{"dst": "0.0.0.0/0"}],
-                            },
-                        },
-                        {"type": "portmap", "capabilities": {"portMappings": True}},
-                    ],
-                }
-            )
-        )
+        (cni_conf / "10-edgefleet.conflist").write_text(cni_conflist(d / "ipam"))
         self.containerd_sock = d / "containerd.sock"
-        config = f"""version = 3
-root = "{d / "containerd-root"}"
-state = "{d / "containerd-state"}"
-[grpc]
-  address = "{self.containerd_sock}"
-[plugins."io.containerd.cri.v1.runtime"]
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.cri.v1.runtime".cni]
-    bin_dirs = ["/usr/lib/cni"]
-    conf_dir = "{cni_conf}"
-  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
-    runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.cri.v1.images"]
-  [plugins."io.containerd.cri.v1.images".pinned_images]
-    sandbox = "{pause}"
-  [plugins."io.containerd.cri.v1.images".registry]
-    config_path = "{d / "certs.d"}"
-"""
-        (d / "containerd.toml").write_text(config)
+        (d / "containerd.toml").write_text(
+            containerd_toml(d, self.containerd_sock, cni_conf, pause)
+        )
         # containerd finds its runc shim on PATH (and runc from Debian in /usr/sbin).
         shim_dir = str(Path(node_binary("containerd-shim-runc-v2")).parent)
         env = {**os.environ, "PATH": f"{shim_dir}:{os.environ.get('PATH', '')}"}
@@ -274,35 +208,14 @@ state = "{d / "containerd-state"}"
         (d / "kubelet.kubeconfig").write_text(
             render_kubeconfig(server, cp.ca_path, d / "kubelet.crt", d / "kubelet.key", "kubelet")
         )
-        config = {
-            "apiVersion": "kubelet.config.k8s.io/v1beta1",
-            "kind": "KubeletConfiguration",
-            "failCgroupV1": False,
-            "cgroupDriver": "cgroupfs",
-            "cgroupRoot": self.cgroup_root,
-            "containerRuntimeEndpoint": f"unix://{self.containerd_sock}",
-            "address": NODE_IP,
-            "port": self.kubelet_port,
-            "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1",
-            "healthzPort": free_port(),
-            "authentication": {
-                "anonymous": {"enabled": False},
-                "webhook": {"enabled": True},
-                "x509": {"clientCAFile": str(cp.ca_path)},
-            },
-            "authorization": {"mode": "Webhook"},
-            "failSwapOn": False,
-            "protectKernelDefaults": False,
-            "resolvConf": "/etc/resolv.conf",
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
-                             "imagefs.available": "1%"},
-            "imageGCHighThresholdPercent": 100,
-            "serializeImagePulls": False,
-            "podCIDR": POD_CIDR,
-            "podLogsDir": str(d / "pod-logs"),  # not the host's /var/log/pods
-            "localStorageCapacityIsolation": False,
-        }  # fmt: skip
+        config = kubelet_config(
+            d,
+            cgroup_root=self.cgroup_root,
+            containerd_socket=self.containerd_sock,
+            port=self.kubelet_port,
+            healthz_port=free_port(),
+            client_ca=cp.ca_path,
+        )
         (d / "kubelet.yaml").write_text(yaml.safe_dump(config))
         self._spawn(
             "kubelet",
@@ -324,20 +237,7 @@ state = "{d / "containerd-state"}"
             render_kubeconfig(f"https://127.0.0.1:{cp.port}", cp.ca_path, d / "kube-proxy.crt",
                               d / "kube-proxy.key", "kube-proxy")
         )  # fmt: skip
-        config = {
-            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-            "kind": "KubeProxyConfiguration",
-            "clientConnection": {"kubeconfig": str(d / "kube-proxy.kubeconfig")},
-            "mode": "iptables",
-            "clusterCIDR": POD_CIDR,
-            "hostnameOverride": NODE_NAME,
-            "bindAddress": NODE_IP,
-            "healthzBindAddress": f"127.0.0.1:{free_port()}",
-            "metricsBindAddress": f"127.0.0.1:{free_port()}",
-            "iptables": {"masqueradeAll": True},
-            "conntrack": {"maxPerCore": 0, "tcpEstablishedTimeout": "0s",
-                          "tcpCloseWaitTimeout": "0s"},
-        }  # fmt: skip
+        config = kube_proxy_config(d / "kube-proxy.kubeconfig", free_port(), free_port())
         (d / "kube-proxy.yaml").write_text(yaml.safe_dump(config))
         self._spawn("kube-proxy", [node_binary("kube-proxy"), f"--config={d / 'kube-proxy.yaml'}"])
 
