@@ -26,16 +26,18 @@ set, and never an older resourceVersion than it holds). Each
 rollout keeps a :class:`~edgefleet.domain.rollout.views.Memo`, so a pass re-assesses
 only the devices whose resourceVersion changed. After a restart the list at start-up
 restores the same view.
+
+The loop that schedules the passes is :mod:`edgefleet.handlers.rolloutloop`; the kopf
+watches, start-up and clean-up are :mod:`edgefleet.handlers.rolloutwatch`
+(:func:`register`, re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import functools
 import json
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -45,7 +47,6 @@ from typing import Any
 import kopf
 import structlog
 
-from edgefleet.api import GROUP, VERSION
 from edgefleet.api.rollout import Rollout, RolloutStatus
 from edgefleet.clients.rolloutapi import RolloutApi
 from edgefleet.domain.failures import Failure
@@ -53,24 +54,13 @@ from edgefleet.domain.rollout import Event, World, decide, report
 from edgefleet.domain.rollout.views import Memo
 from edgefleet.handlers.reconcile import EventSink, ObjectRef, Pass
 from edgefleet.handlers.rolloutcache import KINDS, FleetCache, Key
+from edgefleet.handlers.rolloutloop import PassLoop
+from edgefleet.handlers.rolloutwatch import register
 from edgefleet.handlers.rolloutwrites import IN_FLIGHT, WRITERS, Writes
 
 __all__ = ["IN_FLIGHT", "WRITERS", "Backoff", "FleetCache", "RolloutController", "register"]
 
 log = structlog.get_logger("edgefleet.rollouts")
-
-#: The longest a time-based gate waits past its moment.
-TICK = 1.0
-#: The least time between two passes, so a stream of watch events and write answers
-#: makes a few passes (and Rollout status writes) a second, not one per event.
-GAP = 0.1
-#: After a pass the loop rests this many times the pass's own CPU time (at least
-#: :data:`GAP`, at most :data:`TICK`): passes over a large fleet take at most a fifth
-#: of a core, the rest goes to the writers and the watch, and the queue of writes
-#: (:data:`IN_FLIGHT`, several seconds of the API server's work) never runs dry. CPU
-#: time, not wall time: a pass waiting for the GIL or for its status write is not work.
-REST = 4.0
-
 
 RolloutPass = Pass[RolloutStatus]
 
@@ -95,7 +85,7 @@ class Backoff:
     not_before: float  # time.monotonic(); inf after a permanent failure
 
 
-class RolloutController:
+class RolloutController(PassLoop):
     """Runs passes over every Rollout in the cache, each inside a :class:`Pass`."""
 
     def __init__(
@@ -244,12 +234,6 @@ class RolloutController:
         """Cancel the device writes that have not started (operator shutdown)."""
         self.writes.cancel()
 
-    def _poke(self) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop is shutting down
-                loop.call_soon_threadsafe(self.wake.set)
-
     def _write_status(self, ref: ObjectRef, status: RolloutStatus) -> None:
         self.cache.put("rollouts", self.api.apply_status(ref.namespace, ref.name, status))
 
@@ -261,64 +245,3 @@ class RolloutController:
                 log.info("rollout event", namespace=ref.namespace, name=ref.name, reason=reason)
 
         return post
-
-    async def loop(self) -> None:
-        """Pass over every Rollout on a change (writes answered included), at most one
-        per :data:`GAP` and at least one every :data:`TICK` seconds."""
-        self._loop = asyncio.get_running_loop()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=TICK)
-            self.wake.clear()
-            spent = 0.0
-            try:
-                spent = await asyncio.to_thread(self._timed_pass)
-            except Exception:  # keep the loop alive; the next pass retries
-                log.exception("rollout loop pass failed")
-            await asyncio.sleep(min(TICK, max(GAP, REST * spent)))
-
-    def _timed_pass(self) -> float:
-        """:meth:`run_pass`; the CPU seconds it took."""
-        began = time.thread_time()
-        self.run_pass()
-        return time.thread_time() - began
-
-
-_CACHE_ID = "rollout-cache"
-
-
-def _quiet_cache(record: logging.LogRecord) -> bool:
-    """Drop kopf's per-event success lines of the cache handlers (one per device event)."""
-    return _CACHE_ID not in record.getMessage() or record.levelno > logging.INFO
-
-
-def register(registry: kopf.OperatorRegistry, controller: RolloutController) -> None:
-    """Register the rollout controller's watches, start-up and clean-up on ``registry``."""
-    tasks: list[asyncio.Task[None]] = []
-
-    for plural in KINDS:
-
-        def make(kind: str) -> Callable[..., Any]:
-            async def observe(event: kopf.RawEvent, **_: Any) -> None:
-                controller.observe(kind, event.get("type"), event["object"])
-
-            return observe
-
-        kopf.on.event(GROUP, VERSION, plural, id=f"{_CACHE_ID}-{plural}", registry=registry)(
-            make(plural)
-        )
-    # kopf logs every handler call; the cache sees every event of the fleet: keep quiet.
-    logging.getLogger("kopf.objects").addFilter(_quiet_cache)
-
-    @kopf.on.startup(registry=registry)
-    async def start_rollouts(**_: Any) -> None:
-        controller.wake = asyncio.Event()
-        await asyncio.to_thread(controller.sync)
-        tasks.append(asyncio.get_running_loop().create_task(controller.loop()))
-        log.info("rollout controller started", rollouts=len(controller.cache.items("rollouts")))
-
-    @kopf.on.cleanup(registry=registry)
-    async def stop_rollouts(**_: Any) -> None:
-        for task in tasks:
-            task.cancel()
-        controller.stop()
