@@ -7,6 +7,9 @@ certificate for ``127.0.0.1`` and ``localhost`` from a fresh
 directory, or a given one to keep blobs between runs), deletes enabled, and optional
 htpasswd basic auth. It waits until ``GET /v2/`` answers (200, or 401 with auth),
 retries on a new port when the address was taken, and always tears down.
+Authentication (credentials, htpasswd, token auth) is in
+:mod:`edgefleet.testing.registry_auth`; finding the server binary in
+:mod:`edgefleet.testing.registry_prereqs`.
 
 Fixture factories, plain generators so this package needs no pytest: they raise
 :class:`unittest.SkipTest` (which pytest reports as a skip) when the server is not
@@ -18,26 +21,23 @@ installed. Wire them in a ``conftest.py``::
 
 from __future__ import annotations
 
-import base64
-import os
 import secrets
 import shutil
 import ssl
-import subprocess
 import tempfile
 import unittest
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from edgefleet.testing import tokenserver
 from edgefleet.testing.lifecycle import Harness
 from edgefleet.testing.pki import CertificateAuthority
 from edgefleet.testing.procs import Service, ServiceError, free_port, wait_until
+from edgefleet.testing.registry_auth import Credentials, auth_config, bcrypt_htpasswd_line
+from edgefleet.testing.registry_prereqs import find_registry_binary, registry_unavailable
 from edgefleet.testing.tokenserver import TokenServer
 
 __all__ = [
@@ -50,66 +50,7 @@ __all__ = [
     "registry_unavailable",
 ]
 
-_DEFAULT_BINARY = "/usr/bin/docker-registry"
 _START_ATTEMPTS = 3
-_BCRYPT_COST = 5  # test-only secrets; the registry checks the hash on every request
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Basic-auth user name and password."""
-
-    username: str
-    password: str
-
-    @property
-    def authorization(self) -> str:
-        """The value of an ``Authorization: Basic …`` header."""
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-def find_registry_binary() -> str | None:
-    """``$EDGEFLEET_DOCKER_REGISTRY``, Debian's ``/usr/bin/docker-registry``, or PATH."""
-    configured = os.environ.get("EDGEFLEET_DOCKER_REGISTRY")
-    if configured:
-        return configured if Path(configured).is_file() else None
-    if Path(_DEFAULT_BINARY).is_file():
-        return _DEFAULT_BINARY
-    return shutil.which("docker-registry") or shutil.which("registry")
-
-
-def registry_unavailable(auth: bool = False) -> str | None:
-    """Why a registry cannot start here, or ``None`` when it can (for ``pytest.skip``)."""
-    if find_registry_binary() is None:
-        return (
-            "the distribution server is not installed (Debian package docker-registry); "
-            "run hack/system-deps.sh"
-        )
-    if auth and shutil.which("htpasswd") is None:
-        return "htpasswd is not installed (Debian package apache2-utils); run hack/system-deps.sh"
-    return None
-
-
-def bcrypt_htpasswd_line(creds: Credentials, cost: int = _BCRYPT_COST) -> str:
-    """``user:$2y$…`` for an htpasswd file (the registry accepts bcrypt only).
-
-    Made by ``htpasswd`` from apache2-utils (``hack/system-deps.sh`` installs it);
-    the password goes through stdin, never the command line.
-    """
-    htpasswd = shutil.which("htpasswd")
-    if htpasswd is None:
-        raise ServiceError(registry_unavailable(auth=True) or "htpasswd not found")
-    done = subprocess.run(
-        [htpasswd, "-n", "-i", "-B", "-C", str(cost), creds.username],
-        input=creds.password,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0 or not done.stdout.startswith(f"{creds.username}:$2"):
-        raise ServiceError(f"htpasswd failed: {done.stderr.strip()}")
-    return done.stdout.strip()
 
 
 class LocalRegistry(Harness):
@@ -201,19 +142,9 @@ class LocalRegistry(Harness):
                 "headers": {"X-Content-Type-Options": ["nosniff"]},
             },
         }
-        if self.token_server is not None:
-            config["auth"] = {
-                "token": {
-                    "realm": self.token_server.realm,
-                    "service": tokenserver.SERVICE,
-                    "issuer": tokenserver.ISSUER,
-                    "rootcertbundle": str(self.token_server.rootcertbundle),
-                }
-            }
-        elif self.credentials is not None:
-            htpasswd = self.dir / "htpasswd"
-            htpasswd.write_text(bcrypt_htpasswd_line(self.credentials) + "\n")
-            config["auth"] = {"htpasswd": {"realm": "edgefleet", "path": str(htpasswd)}}
+        auth = auth_config(self.dir, self.credentials, self.token_server)
+        if auth is not None:
+            config["auth"] = auth
         path = self.dir / "config.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=True))
         return path
