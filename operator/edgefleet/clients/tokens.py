@@ -1,36 +1,34 @@
 """Bootstrap tokens: created by ``edgefleet token create``, redeemed once at enrolment.
 
-Every outstanding token is one entry of a single Secret, ``edgefleet-bootstrap-tokens``
-(type ``edgefleet.io/bootstrap-tokens``) in the gateway namespace: key = the token id,
-value = JSON with only the SHA-256 of the token's secret part, the EdgeDevice it is
-bound to and its expiry. One Secret with a fixed name, not one per token, so the
-gateway's RBAC can name it (``resourceNames``) and the gateway never needs to read
-Secrets in general, such as the operator's image signing key.
-
-Every change is a read-modify-replace carrying the ``resourceVersion`` read, so of two
-enrolments racing with one token exactly one wins (the other's replace conflicts, and
-on re-reading it finds the token gone). :func:`redeem` checks the secret in constant
-time. Expired tokens are refused and dropped; :func:`prune` drops them in bulk. A
-Secret holds at most 1 MiB: about 4,000 outstanding tokens. The token never reaches a
-log.
+Tokens are kept in one Secret (:mod:`edgefleet.clients.tokens_store`, which also
+defines :class:`TokenError`, :class:`TokenInfo` and the Secret's name and type,
+re-exported here). :func:`redeem` checks the secret in constant time. Expired tokens are
+refused and dropped; :func:`prune` drops them in bulk. The token never reaches a log.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
 import hmac
-import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
 
 import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from edgefleet.clients.tokens_store import (
+    SECRET_NAME,
+    SECRET_TYPE,
+    Records,
+    TokenError,
+    TokenInfo,
+    decode,
+    now_or,
+    pruned,
+    read,
+    record_info,
+    update,
+)
 from edgefleet_node.protocol import wire
 from edgefleet_node.protocol.enroll import BootstrapToken
 
@@ -51,35 +49,9 @@ __all__ = [
 
 log = structlog.get_logger("edgefleet.tokens")
 
-SECRET_NAME = "edgefleet-bootstrap-tokens"  # noqa: S105 -- a name, not a secret
-SECRET_TYPE = "edgefleet.io/bootstrap-tokens"  # noqa: S105 -- a type name, not a secret
 DEFAULT_TTL = datetime.timedelta(hours=24)
 MAX_TTL = datetime.timedelta(days=30)
-_MAX_ATTEMPTS = 20
-_T = TypeVar("_T")
 _TTL = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-class TokenError(Exception):
-    """A token cannot be made or used. ``reason`` is a CamelCase word for the gateway's
-    error body; the message is safe to show (it never contains the token)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    """A stored token, without its secret."""
-
-    token_id: str
-    namespace: str
-    device: str
-    expires_at: datetime.datetime
-
-    def expired(self, now: datetime.datetime) -> bool:
-        return self.expires_at <= now
 
 
 def parse_ttl(text: str) -> datetime.timedelta:
@@ -92,94 +64,6 @@ def parse_ttl(text: str) -> datetime.timedelta:
     if not datetime.timedelta(minutes=1) <= ttl <= MAX_TTL:
         raise ValueError(f"TTL {text!r} must be between 1m and {MAX_TTL.days}d")
     return ttl
-
-
-def _now(now: datetime.datetime | None) -> datetime.datetime:
-    return now if now is not None else datetime.datetime.now(datetime.UTC)
-
-
-Records = dict[str, dict[str, str]]
-
-
-def _decode(secret: client.V1Secret | None) -> Records:
-    """The token records of the Secret; malformed entries are skipped (never fatal)."""
-    records: Records = {}
-    for token_id, raw in ((secret.data or {}) if secret is not None else {}).items():
-        try:
-            value = json.loads(base64.b64decode(raw))
-        except (binascii.Error, ValueError):
-            continue
-        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-            records[token_id] = value
-    return records
-
-
-def _info(token_id: str, record: dict[str, str]) -> TokenInfo | None:
-    try:
-        expires = wire.parse_time(record["expiresAt"], f"token {token_id}")
-        return TokenInfo(token_id, record["namespace"], record["device"], expires)
-    except (KeyError, wire.ProtocolError):
-        return None
-
-
-def _read(core: client.CoreV1Api, namespace: str) -> client.V1Secret | None:
-    try:
-        secret: client.V1Secret = core.read_namespaced_secret(SECRET_NAME, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return secret
-
-
-def _update(
-    core: client.CoreV1Api,
-    namespace: str,
-    change: Callable[[Records], tuple[Records | None, _T]],
-) -> _T:
-    """Apply ``change`` to the records atomically (compare-and-swap on resourceVersion).
-
-    ``change`` returns the new records (``None``: write nothing) and a result; it may
-    raise to abort. Conflicts re-read and re-apply."""
-    for _ in range(_MAX_ATTEMPTS):
-        secret = _read(core, namespace)
-        records, result = change(_decode(secret))
-        if records is None:
-            return result
-        data = {
-            k: base64.b64encode(json.dumps(v, sort_keys=True).encode()).decode()
-            for k, v in sorted(records.items())
-        }
-        try:
-            if secret is None:
-                core.create_namespaced_secret(
-                    namespace,
-                    client.V1Secret(
-                        metadata=client.V1ObjectMeta(
-                            name=SECRET_NAME, labels={"app.kubernetes.io/part-of": "edgefleet"}
-                        ),
-                        type=SECRET_TYPE,
-                        data=data,
-                    ),
-                )
-            else:
-                secret.data = dict(data)  # the resourceVersion read: a compare-and-swap
-                core.replace_namespaced_secret(SECRET_NAME, namespace, secret)
-        except ApiException as exc:
-            if exc.status == 409:
-                continue  # someone else changed it first: read again
-            raise
-        return result
-    raise TokenError("Conflict", "the token store kept changing under us; try again")
-
-
-def _pruned(records: Records, moment: datetime.datetime) -> Records:
-    kept = {}
-    for token_id, record in records.items():
-        info = _info(token_id, record)
-        if info is not None and not info.expired(moment):
-            kept[token_id] = record
-    return kept
 
 
 def _device_exists(objects: client.CustomObjectsApi, namespace: str, device: str) -> bool:
@@ -216,7 +100,7 @@ def create_token(
             "(kubectl apply -f edgedevice.yaml)",
         )
     token = BootstrapToken.generate(namespace, device, ca_hash)
-    moment = _now(now)
+    moment = now_or(now)
     expires = moment + ttl
     record = {
         "secretHash": token.secret_hash(),
@@ -226,9 +110,9 @@ def create_token(
     }
 
     def add(records: Records) -> tuple[Records, None]:
-        return {**_pruned(records, _now(None)), token.token_id: record}, None
+        return {**pruned(records, now_or(None)), token.token_id: record}, None
 
-    _update(client.CoreV1Api(api), gateway_namespace, add)
+    update(client.CoreV1Api(api), gateway_namespace, add)
     log.info("bootstrap token created", namespace=namespace, name=device,
              token_id=token.token_id, expires_at=wire.format_time(expires))  # fmt: skip
     return token
@@ -236,8 +120,8 @@ def create_token(
 
 def list_tokens(core: client.CoreV1Api, gateway_namespace: str) -> list[TokenInfo]:
     """Every stored token (no secrets), soonest expiry first."""
-    records = _decode(_read(core, gateway_namespace))
-    infos = [i for i in (_info(k, v) for k, v in records.items()) if i is not None]
+    records = decode(read(core, gateway_namespace))
+    infos = [i for i in (record_info(k, v) for k, v in records.items()) if i is not None]
     return sorted(infos, key=lambda i: (i.expires_at, i.token_id))
 
 
@@ -247,11 +131,11 @@ def prune(
     """Drop expired tokens; how many were dropped."""
 
     def drop(records: Records) -> tuple[Records | None, int]:
-        kept = _pruned(records, _now(now))
+        kept = pruned(records, now_or(now))
         gone = len(records) - len(kept)
         return (kept if gone else None), gone
 
-    return _update(core, gateway_namespace, drop)
+    return update(core, gateway_namespace, drop)
 
 
 _INVALID = "the bootstrap token is unknown, already used, or not for this device"
@@ -260,7 +144,7 @@ _INVALID = "the bootstrap token is unknown, already used, or not for this device
 def _verify(records: Records, token: BootstrapToken) -> TokenInfo:
     """The stored record of ``token`` if its secret and device match (expired or not)."""
     record = records.get(token.token_id)
-    info = None if record is None else _info(token.token_id, record)
+    info = None if record is None else record_info(token.token_id, record)
     if record is None or info is None:
         raise TokenError("TokenInvalid", _INVALID)
     if not hmac.compare_digest(record.get("secretHash", ""), token.secret_hash()):
@@ -289,8 +173,8 @@ def check(
     raises :class:`TokenError` as :func:`redeem` does. The gateway checks the token
     before it judges the rest of an enrolment (a refusal it writes to the EdgeDevice
     needs a valid token), and redeems it only once everything checked out."""
-    info = _verify(_decode(_read(core, gateway_namespace)), token)
-    if info.expired(_now(now)):
+    info = _verify(decode(read(core, gateway_namespace)), token)
+    if info.expired(now_or(now)):
         raise _expired(info)
     return info
 
@@ -313,9 +197,9 @@ def redeem(
     def use(records: Records) -> tuple[Records | None, tuple[TokenInfo, bool]]:
         info = _verify(records, token)
         rest = {k: v for k, v in records.items() if k != token.token_id}
-        return rest, (info, info.expired(_now(now)))  # an expired one is dropped too
+        return rest, (info, info.expired(now_or(now)))  # an expired one is dropped too
 
-    info, expired = _update(core, gateway_namespace, use)
+    info, expired = update(core, gateway_namespace, use)
     if expired:
         raise _expired(info)
     log.info("bootstrap token used", namespace=info.namespace, name=info.device,
