@@ -69,7 +69,10 @@ def _registry(url: str, ca: str, username: str, password_file: str) -> dict[str,
     from edgefleet.clients.registry import RegistryClient
     from edgefleet.domain import oci
 
-    anonymous = httpx.get(f"{url}/v2/", verify=ca, timeout=30).status_code
+    try:
+        anonymous = httpx.get(f"{url}/v2/", verify=ca, timeout=30).status_code
+    except httpx.ConnectError as exc:  # before the Service's rules follow the ready pod
+        return {"anonymous": "unreachable", "error": str(exc)[:500]}
     blob = oci.Blob(os.urandom(4096), "application/octet-stream")
     password = Path(password_file).read_text().strip()
     with RegistryClient(url, ca_bundle=ca, username=username, password=password) as client:

@@ -252,7 +252,7 @@ def test_upgrade_from_the_previous_chart_keeps_state_and_a_second_replica_waits(
         assert after.get(name) == data, f"Secret {name} changed or vanished in the upgrade"
     assert _crs(cp) == crs  # every CR kept, same objects (uids)
     if model:
-        assert _model_ready(cp, "models", "in-cluster")
+        _wait(node, lambda: _model_ready(cp, "models", "in-cluster"), "the model Ready", 120)
         now = _json(cp, "inferencemodels.edgefleet.io", "in-cluster", "-n", "models")
         assert now["status"]["images"] == model["status"]["images"]
     # The device is still served with the identity it had: mTLS with its old
@@ -353,8 +353,19 @@ def test_bundled_registry_runs_from_our_image_and_serves_through_its_service(
         (tmp_path / "ca.crt").write_bytes(base64.b64decode(tls["ca.crt"]))
         (tmp_path / "password").write_bytes(base64.b64decode(auth["password"]))
         user = base64.b64decode(auth["username"]).decode()
-        probe = _probe(node, "registry", f"https://{BUNDLED_IP}:5000", str(tmp_path / "ca.crt"),
-                       user, str(tmp_path / "password"))  # fmt: skip
+        # As for the gateway: a refused connection just after the rollout is retried.
+        probes: list[dict] = []
+        _wait(
+            node,
+            lambda: (
+                probes.append(_probe(node, "registry", f"https://{BUNDLED_IP}:5000",
+                                     str(tmp_path / "ca.crt"), user, str(tmp_path / "password")))
+                or probes[-1]["anonymous"] != "unreachable"
+            ),
+            "the bundled registry to answer through its Service",
+            60,
+        )  # fmt: skip
+        probe = probes[-1]
         assert probe["anonymous"] == 401, probe
         assert probe["pulled"] == probe["pushed"], probe
         # An upgrade keeps the generated CA, certificate and credentials byte for byte.

@@ -99,9 +99,15 @@ def test_model_becomes_ready_with_signed_digests(
         assert len(layers) == 1
         payload = registry_client.get_blob(repo, layers[0].digest)
         assert signing.is_duplicate(layers[0], payload, signing.load_public_key(pub.encode()))
-    reasons = [e["reason"] for e in _events(crds, namespace, "detector")]
-    assert Reason.BUILDING in reasons
-    assert Reason.BUILD_SUCCEEDED in reasons
+    # kopf posts Events from a queue, a moment after the status is written.
+    wait_until(
+        lambda: (
+            {Reason.BUILDING, Reason.BUILD_SUCCEEDED}
+            <= {e["reason"] for e in _events(crds, namespace, "detector")}
+        ),
+        timeout=30,
+        what="the Building and BuildSucceeded Events",
+    )
     # The printer columns show it.
     row = crds.kubectl("get", "efmodel", "detector", "-n", namespace).stdout
     assert "True" in row
@@ -153,10 +159,13 @@ def test_restart_mid_build_gives_one_build_and_no_rebuild_after(
     for digest in [status["indexDigest"], *(i["digest"] for i in status["images"])]:
         data, media_type, _ = registry_client.get_manifest(repo, signing.signature_tag(digest))
         assert len(signing.signature_layers(data, media_type)) == 1, "one signature, not two"
-    succeeded = [
-        e for e in _events(crds, namespace, "restart") if e["reason"] == Reason.BUILD_SUCCEEDED
-    ]
-    assert sum(e.get("count", 1) for e in succeeded) == 1
+
+    def succeeded() -> int:
+        events = _events(crds, namespace, "restart")
+        return sum(e.get("count", 1) for e in events if e["reason"] == Reason.BUILD_SUCCEEDED)
+
+    wait_until(lambda: succeeded() >= 1, timeout=30, what="the BuildSucceeded Event")
+    assert succeeded() == 1
     # Another restart with an unchanged spec: the operator resumes and does not rebuild.
     operator.stop()
     operator.start()

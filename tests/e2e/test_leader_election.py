@@ -47,6 +47,9 @@ def test_only_the_leader_reconciles_and_the_other_takes_over(
         assert first not in b.log(), "the passive replica touched an object"
         assert "leadership acquired" not in b.log()
 
+        # kopf posts Events from a queue: let a's BuildSucceeded land before it is killed.
+        wait_until(lambda: _succeeded(crds, namespace, first) >= 1, timeout=30,
+                   what=f"{first}'s BuildSucceeded Event")  # fmt: skip
         a.kill()  # SIGKILL: the Lease is not released, it must expire
         wait_until(lambda: "leadership acquired" in b.log(), timeout=60, what="b takes over")
         assert _holder(crds) == f"b-{unique}"
@@ -54,14 +57,19 @@ def test_only_the_leader_reconciles_and_the_other_takes_over(
         wait_until(lambda: _ready(crds, namespace, second), timeout=240, what=f"{second} Ready")
         assert second in b.log()
         # The model the old leader built is not built again by the new one.
-        events = json.loads(
-            crds.kubectl(
-                "get", "events", "-n", namespace,
-                "--field-selector", f"involvedObject.name={first},reason=BuildSucceeded",
-                "-o", "json",
-            ).stdout
-        )["items"]  # fmt: skip
-        assert sum(e.get("count", 1) for e in events) == 1
+        assert _succeeded(crds, namespace, first) == 1
     finally:
         a.stop()
         b.stop()
+
+
+def _succeeded(crds, namespace: str, name: str) -> int:
+    """How many times the API server has recorded BuildSucceeded for ``name``."""
+    events = json.loads(
+        crds.kubectl(
+            "get", "events", "-n", namespace,
+            "--field-selector", f"involvedObject.name={name},reason=BuildSucceeded",
+            "-o", "json",
+        ).stdout
+    )["items"]  # fmt: skip
+    return sum(e.get("count", 1) for e in events)

@@ -66,20 +66,31 @@ def test_long_poll_wakes_at_once_on_a_desired_change(fleet):
     async def scenario() -> float:
         poll = asyncio.create_task(sim.poll(wait=60))
         await _parked(fleet)  # the poll is held at the gateway
-        changed = time.monotonic()
         await asyncio.to_thread(fleet.set_desired, "cam-2", 1, {"yolo": "2.0.0"})
+        written = time.monotonic()  # kubectl's own start-up (seconds under load) not counted
         result = await poll
         assert result.status == 200
-        return time.monotonic() - changed
+        return time.monotonic() - written
 
-    # kubectl itself takes a good part of this; the gateway's own share is in /metrics.
+    # Woken by the change, not by the 60 s poll timeout; the gateway's latency is in /metrics.
     assert fleet.run(scenario()) < 5
+
+
+def _poll_until_it_holds_workloads(fleet, sim) -> None:
+    """Poll until the document names workloads: the gateway learns of a desired change
+    through its watch, a moment after the write."""
+
+    def holds() -> bool:
+        assert fleet.run(sim.poll(wait=0)).status in (200, 304)
+        return sim.held is not None and bool(sim.held.workloads)
+
+    wait_until(holds, timeout=30, what="the desired workloads in the held document")
 
 
 def test_device_config_layers_over_workload_config(fleet):
     sim = fleet.enrolled("cam-3", config={"THRESHOLD": "0.9", "SITE": "north"})
     fleet.set_desired("cam-3", 1, {"resnet": "1.0.0"})
-    assert fleet.run(sim.poll(wait=0)).status == 200
+    _poll_until_it_holds_workloads(fleet, sim)
     (workload,) = sim.held.workloads
     assert dict(workload.config) == {"THRESHOLD": "0.9", "SITE": "north"}
 
@@ -87,7 +98,7 @@ def test_device_config_layers_over_workload_config(fleet):
 def test_reports_are_idempotent_and_only_the_newest_applies(fleet):
     sim = fleet.enrolled("cam-4")
     fleet.set_desired("cam-4", 1, {"resnet": "1.0.0"})
-    assert fleet.run(sim.poll(wait=0)).status == 200
+    _poll_until_it_holds_workloads(fleet, sim)
     older, newer = sim.snapshot(), sim.snapshot()
     assert fleet.run(sim.report(newer, older)).status == 200
     assert sim.acked == newer.seq
@@ -146,10 +157,10 @@ def test_suspension_ends_an_open_long_poll_within_seconds(fleet):
     async def scenario() -> tuple[int, str | None, float]:
         poll = asyncio.create_task(sim.poll(wait=60))
         await _parked(fleet)
-        started = time.monotonic()
         await asyncio.to_thread(fleet.patch_spec, "cam-7", {"suspended": True})
+        written = time.monotonic()  # kubectl's own start-up not counted
         result = await poll
-        return result.status, result.reason, time.monotonic() - started
+        return result.status, result.reason, time.monotonic() - written
 
     status, reason, elapsed = fleet.run(scenario())
     assert (status, reason) == (403, "Suspended")
