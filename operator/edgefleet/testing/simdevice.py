@@ -7,14 +7,14 @@ over one keep-alive connection: the desired-state long-poll (documents verified 
 workloads: it reports each desired workload as running and healthy (``healthy=False``
 reports it unhealthy). HTTP is a minimal HTTP/1.1 client over asyncio streams, so a
 device costs one socket, one ``SSLContext`` and a few KB: the gateway tests, the
-rollout tests and ``bench/gateway.py`` run hundreds to thousands in one process.
+rollout tests and ``bench/gateway.py`` run hundreds to thousands in one process
+(that client is :mod:`edgefleet.testing.simdevice_http`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import os
 import random
 import secrets
@@ -23,34 +23,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from edgefleet.testing.simdevice_http import Connection, HttpResult
 from edgefleet_node.protocol import desired, dsse, report, wire
 from edgefleet_node.protocol import enroll as enrolment
 
 __all__ = ["HttpResult", "SimDevice", "make_csr"]
 
-
-@dataclass(frozen=True)
-class HttpResult:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def reason(self) -> str | None:
-        try:
-            return str(self.json().get("error"))
-        except (ValueError, AttributeError):
-            return None
+_Connection = Connection  # the older name, still imported by tests/integration
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey, namespace: str, name: str) -> bytes:
@@ -62,69 +47,6 @@ def make_csr(key: ec.EllipticCurvePrivateKey, namespace: str, name: str) -> byte
     )
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM)
-
-
-class _Connection:
-    """One HTTP/1.1 keep-alive connection (requests are serialised by a lock)."""
-
-    def __init__(self, host: str, port: int, context: ssl.SSLContext) -> None:
-        self.host, self.port, self.context = host, port, context
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._lock = asyncio.Lock()
-
-    async def _open(self) -> None:
-        self._reader, self._writer = await asyncio.open_connection(
-            self.host, self.port, ssl=self.context, server_hostname=self.host
-        )
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._reader = self._writer = None
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        timeout: float = 30.0,
-    ) -> HttpResult:
-        async with self._lock:
-            try:
-                async with asyncio.timeout(timeout):
-                    return await self._exchange(method, path, body, headers or {})
-            except BaseException:
-                self.close()
-                raise
-
-    async def _exchange(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
-    ) -> HttpResult:
-        if self._writer is None:
-            await self._open()
-        assert self._reader is not None
-        assert self._writer is not None
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        if body is not None:
-            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
-        await self._writer.drain()
-        status_line = await self._reader.readline()
-        if not status_line:
-            raise ConnectionResetError("the gateway closed the connection")
-        status = int(status_line.split()[1])
-        got: dict[str, str] = {}
-        while (line := await self._reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            got[name.strip().lower()] = value.strip()
-        length = int(got.get("content-length", "0"))
-        data = await self._reader.readexactly(length) if length else b""
-        if got.get("connection", "").lower() == "close":
-            self.close()
-        return HttpResult(status, got, data)
 
 
 @dataclass
@@ -153,7 +75,7 @@ class SimDevice:
     polls_ok: int = 0  # answered 200 or 304
     failures: int = 0  # connection or protocol failures in run()
     last_ok_at: float = 0.0  # monotonic
-    _conn: _Connection | None = None
+    _conn: Connection | None = None
 
     # -- TLS -------------------------------------------------------------------
     def _context(self, *, client_cert: bool, verify: bool = True) -> ssl.SSLContext:
@@ -189,9 +111,9 @@ class SimDevice:
             )
         ctx.load_cert_chain(cert, key)
 
-    def connection(self) -> _Connection:
+    def connection(self) -> Connection:
         if self._conn is None:
-            self._conn = _Connection(self.host, self.port, self._context(client_cert=True))
+            self._conn = Connection(self.host, self.port, self._context(client_cert=True))
         return self._conn
 
     def close(self) -> None:
@@ -212,7 +134,7 @@ class SimDevice:
 
     # -- enrolment ---------------------------------------------------------------
     async def fetch_ca(self, token: enrolment.BootstrapToken) -> bytes:
-        conn = _Connection(self.host, self.port, self._context(client_cert=False, verify=False))
+        conn = Connection(self.host, self.port, self._context(client_cert=False, verify=False))
         try:
             result = await conn.request("GET", wire.CA_PATH)
         finally:
@@ -233,7 +155,7 @@ class SimDevice:
             self.instance_id,
             {"architecture": self.platform.split("/")[1], "agentVersion": "sim"},
         )
-        conn = _Connection(self.host, self.port, self._context(client_cert=False))
+        conn = Connection(self.host, self.port, self._context(client_cert=False))
         try:
             result = await conn.request("POST", wire.ENROLL_PATH, request.to_bytes())
         finally:
