@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from edgefleet.api import GROUP, VERSION
 from edgefleet.api.crd import KINDS
-from tests.cases import CASES, EXAMPLES, Case
+from tests.cases import CASES, EXAMPLES, Case, example
 
 PLURALS = {k.kind: k.plural for k in KINDS}
 
@@ -109,3 +109,33 @@ def test_valid_examples_pass_dry_run(api, namespace):
                 field_validation="Strict",
             )
             assert created["metadata"]["name"] == obj["metadata"]["name"]
+
+
+def test_a_desired_probe_that_does_not_fill_its_shape_is_refused_in_status(api, namespace):
+    """EdgeDevice status carries the InferenceModel's probe type, with the same rule."""
+    device = example("EdgeDevice")
+    device["metadata"]["namespace"] = namespace
+    name = device["metadata"]["name"]
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, "edgedevices", device)
+    try:
+        workload = {
+            "model": "det", "version": "1.0.0", "repository": "edgefleet/models/ns/det",
+            "indexDigest": "sha256:" + "a" * 64, "imageDigest": "sha256:" + "b" * 64,
+            "probe": {"inputName": "x", "shape": [1, 4], "values": [0.0] * 4,
+                      "outputName": "y", "expected": [1.0]},
+        }  # fmt: skip
+        body = {"status": {"desired": [workload]}}
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "edgedevices", name, body
+        )
+        workload["probe"]["values"] = [0.0] * 3  # shape [1, 4] needs 4
+        with pytest.raises(ApiException) as err:
+            api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, "edgedevices", name, body
+            )
+        assert err.value.status == 422, err.value.body
+        assert "values must fill shape" in json.loads(err.value.body)["message"]
+        stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "edgedevices", name)
+        assert stored["status"]["desired"][0]["probe"]["values"] == [0.0] * 4
+    finally:
+        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, "edgedevices", name)

@@ -51,3 +51,19 @@ def test_deadline_against_health_gate_is_exact(gate, deadline, ok):
 def test_a_newline_after_a_label_value_is_refused():
     with pytest.raises(ValidationError):
         LabelSelector.model_validate({"matchLabels": {"site": "berlin\n"}})
+
+
+def test_a_desired_workload_probe_follows_the_model_probe_rules():
+    """EdgeDevice status and Rollout status hold the InferenceModel's own probe type."""
+    from edgefleet.api.edgedevice import DesiredWorkload
+
+    workload = {
+        "model": "det", "version": "1.0.0", "repository": "edgefleet/models/ns/det",
+        "indexDigest": "sha256:" + "a" * 64, "imageDigest": "sha256:" + "b" * 64,
+        "probe": {"inputName": "x", "shape": [1, 4], "values": [0.0] * 4,
+                  "outputName": "y", "expected": [1.0]},
+    }  # fmt: skip
+    assert DesiredWorkload.model_validate(workload).probe is not None
+    workload["probe"]["values"] = [0.0] * 3
+    with pytest.raises(ValidationError, match="values must fill shape"):
+        DesiredWorkload.model_validate(workload)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
+from edgefleet.api.inferencemodel_parts import Probe
 from edgefleet.api.meta import (
     API_VERSION,
     ApiModel,
@@ -30,7 +31,6 @@ __all__ = [
     "EdgeDeviceStatus",
     "Enrollment",
     "PreviousWorkload",
-    "WorkloadProbe",
 ]
 
 DIGEST = r"^sha256:[a-f0-9]{64}$"
@@ -66,17 +66,6 @@ class Enrollment(ApiModel):
     """Set by `edgefleet device revoke`: the certificate is refused until a new enrolment."""
 
 
-class WorkloadProbe(ApiModel):
-    """The probe of a desired workload (copied from its InferenceModel)."""
-
-    input_name: str = Field(min_length=1, max_length=128)
-    shape: list[Annotated[int, Field(ge=1, le=65536)]] = Field(min_length=1, max_length=8)
-    values: list[float] = Field(min_length=1, max_length=4096)
-    output_name: str = Field(min_length=1, max_length=128)
-    expected: list[float] = Field(min_length=1, max_length=4096)
-    tolerance: float = Field(default=1e-3, ge=0, le=1e6)
-
-
 class DesiredWorkload(ApiModel):
     """A model image the rollout controller wants the device to run (one per model)."""
 
@@ -92,8 +81,9 @@ class DesiredWorkload(ApiModel):
     """Digest of the multi-platform image index."""
     image_digest: str = Field(pattern=DIGEST)
     """Digest of the platform manifest for this device's platform."""
-    probe: WorkloadProbe | None = None
-    """The health probe the device runs before it calls the workload healthy."""
+    probe: Probe | None = None
+    """The health probe the device runs before it calls the workload healthy (the
+    InferenceModel's, the same type and rules)."""
     config: ConfigValues = Field(default_factory=dict)
     """Configuration merged from the model and the rollout (the device's own values are
     layered on top by the gateway)."""

@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field
 
-from edgefleet.api.edgedevice import WorkloadProbe
+from edgefleet.api.inferencemodel_parts import Probe
 from edgefleet.api.meta import (
     API_VERSION,
     ApiModel,
@@ -163,7 +163,7 @@ class RolloutTarget(ApiModel):
     """Repository path without the registry host."""
     index_digest: str = Field(pattern=r"^sha256:[a-f0-9]{64}$")
     images: list[TargetImage] = Field(default_factory=list, max_length=3)
-    probe: WorkloadProbe | None = None
+    probe: Probe | None = None
     config: ConfigValues = Field(default_factory=dict)
     """The model's configuration with the rollout's overrides on top."""
     host_devices: list[Annotated[str, Field(max_length=128)]] = Field(

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 from edgefleet.api.conditions import Reason, Type
-from edgefleet.api.edgedevice import DesiredWorkload, WorkloadProbe
+from edgefleet.api.edgedevice import DesiredWorkload
 from edgefleet.api.inferencemodel import InferenceModel
 from edgefleet.api.meta import parse_duration
 from edgefleet.api.rollout import Rollout, RolloutTarget, TargetImage
@@ -136,17 +136,12 @@ def pin_target(rollout: Rollout, model: InferenceModel | None) -> RolloutTarget:
         raise TargetProblemError(
             Reason.MODEL_NOT_READY, f"InferenceModel {ref.name} {ref.version} is not built yet"
         )
-    probe = (
-        WorkloadProbe.model_validate(model.spec.probe.model_dump())
-        if model.spec.probe is not None
-        else None
-    )
     return RolloutTarget(
         version=ref.version,
         repository=_repository_path(status.repository),
         index_digest=status.index_digest,
         images=[TargetImage(platform=i.platform, digest=i.digest) for i in status.images],
-        probe=probe,
+        probe=model.spec.probe,
         config=dict(model.spec.config),
         host_devices=list(model.spec.host_devices),
         generation=rollout.metadata.generation or 0,
