@@ -18,7 +18,7 @@ hack/venv.sh
 # are both slow the first time and cached afterwards; build them side by side.
 step "base root filesystems (amd64, arm64) and pinned tools, in parallel (cached after the first run)"
 rootfs_log=$(mktemp)
-.venv/bin/python -m edgefleet.clients.rootfs build --arch amd64 --arch arm64 >"$rootfs_log" 2>&1 &
+.venv/bin/python -m edgefleet.clients.rootfs_cli build --arch amd64 --arch arm64 >"$rootfs_log" 2>&1 &
 rootfs_pid=$!
 hack/tools.sh ensure all   # the node and flux sets too: some tests run pods and Flux
 if ! wait "$rootfs_pid"; then

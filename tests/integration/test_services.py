@@ -68,7 +68,7 @@ def _rootfs_or_skip(arch: str) -> rootfs.Rootfs:
     if not cached.is_file() and (os.geteuid() != 0 or not Path("/usr/bin/mmdebstrap").is_file()):
         pytest.skip(
             f"no cached {arch} rootfs and cannot build one here: run "
-            "hack/system-deps.sh, then python -m edgefleet.clients.rootfs build "
+            "hack/system-deps.sh, then python -m edgefleet.clients.rootfs_cli build "
             f"--arch {arch} as root"
         )
     if arch != "amd64" and not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():

@@ -15,8 +15,8 @@ tarball twice and nobody sees a half-written one. A cached rootfs costs nothing.
 
 CLI (:mod:`edgefleet.clients.rootfs_cli`)::
 
-    python -m edgefleet.clients.rootfs build --arch amd64 --arch arm64
-    python -m edgefleet.clients.rootfs path --arch arm64
+    python -m edgefleet.clients.rootfs_cli build --arch amd64 --arch arm64
+    python -m edgefleet.clients.rootfs_cli path --arch arm64
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -236,7 +235,7 @@ def ensure_rootfs(
     if os.geteuid() != 0:
         raise RootfsError(
             f"{prefix}: building needs root (mmdebstrap --mode=root); "
-            "run `sudo edgefleet image build-base …` (or `python -m edgefleet.clients.rootfs "
+            "run `sudo edgefleet image build-base …` (or `python -m edgefleet.clients.rootfs_cli "
             "build`) once"
         )
     with filelock.locked(directory / f"{spec.key}.lock"):
@@ -274,9 +273,3 @@ def ensure_rootfs(
         size = target.stat().st_size
         say(f"{prefix}: built in {seconds:.1f}s, {size / 1e6:.1f} MB -> {target}")
         return Rootfs(spec, target, size, built=True, seconds=seconds)
-
-
-if __name__ == "__main__":
-    from edgefleet.clients.rootfs_cli import main
-
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Command line of :mod:`edgefleet.clients.rootfs`: build or locate cached root filesystems.
 
-Run as ``python -m edgefleet.clients.rootfs``::
+Run as ``python -m edgefleet.clients.rootfs_cli``::
 
     build --arch amd64 --arch arm64     build what is missing (as root); print the paths
     path --arch arm64                   print cached paths; exit 1 if one is missing
@@ -32,7 +32,7 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m edgefleet.clients.rootfs",
+        prog="python -m edgefleet.clients.rootfs_cli",
         description="Debian base root filesystems, built with mmdebstrap and cached.",
     )
     parser.add_argument(

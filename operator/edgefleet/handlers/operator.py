@@ -28,7 +28,7 @@ from edgefleet.clients.leaderelection import ElectionSettings, LeaderElector
 from edgefleet.clients.registry import RegistryClient
 from edgefleet.clients.rolloutapi import RolloutApi
 from edgefleet.clients.signingkey import ensure_signing_key
-from edgefleet.handlers import inferencemodel, rollout
+from edgefleet.handlers import inferencemodel, rollout, rolloutwatch
 
 __all__ = ["ConfigError", "OperatorConfig", "run"]
 
@@ -178,7 +178,7 @@ def build_registry(cfg: OperatorConfig, api: client.ApiClient) -> kopf.OperatorR
         conf = copy.copy(api.configuration)
         conf.connection_pool_maxsize = rollout.WRITERS
         writer = client.ApiClient(conf)
-        rollout.register(
+        rolloutwatch.register(
             kopf_registry,
             rollout.RolloutController(
                 RolloutApi(client.CustomObjectsApi(writer), client.CoreV1Api(writer)),

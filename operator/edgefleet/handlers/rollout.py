@@ -29,7 +29,7 @@ restores the same view.
 
 The loop that schedules the passes is :mod:`edgefleet.handlers.rolloutloop`; the kopf
 watches, start-up and clean-up are :mod:`edgefleet.handlers.rolloutwatch`
-(:func:`register`, re-exported here).
+(:func:`~edgefleet.handlers.rolloutwatch.register`).
 """
 
 from __future__ import annotations
@@ -55,10 +55,9 @@ from edgefleet.domain.rollout.views import Memo
 from edgefleet.handlers.reconcile import EventSink, ObjectRef, Pass
 from edgefleet.handlers.rolloutcache import KINDS, FleetCache, Key
 from edgefleet.handlers.rolloutloop import PassLoop
-from edgefleet.handlers.rolloutwatch import register
 from edgefleet.handlers.rolloutwrites import IN_FLIGHT, WRITERS, Writes
 
-__all__ = ["IN_FLIGHT", "WRITERS", "Backoff", "FleetCache", "RolloutController", "register"]
+__all__ = ["IN_FLIGHT", "WRITERS", "Backoff", "FleetCache", "RolloutController"]
 
 log = structlog.get_logger("edgefleet.rollouts")
 
