@@ -15,9 +15,10 @@ standard-library client :mod:`~edgefleet_node.agent.docker_api`, found by
   ``--device`` for each declared host device (plus its group when the agent can see
   the node), and the labels of :data:`~edgefleet_node.agent.runtime.LABELS`. It starts
   with restart policy ``no``: a candidate that fails its probe never comes back.
-- :meth:`DockerRuntime.probe` waits for ``/healthz``, runs the probe inference, and
-  on success switches the container to ``unless-stopped``, so a device reboot brings
-  back the last *good* model. It fails early when the container exits.
+- :meth:`DockerRuntime.probe` waits for ``/healthz`` and runs the probe inference
+  (:mod:`~edgefleet_node.agent.docker_probe`, which fails early when the container
+  exits), and on success switches the container to ``unless-stopped``, so a device
+  reboot brings back the last *good* model.
 - :meth:`DockerRuntime.running` rebuilds :class:`Instance` objects from labels after
   an agent restart; :meth:`DockerRuntime.collect` removes stopped containers and
   (through :func:`~edgefleet_node.agent.docker_images.remove_unused`) images whose
@@ -32,11 +33,10 @@ import os
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from edgefleet_node.agent import docker_images, promtext, workload_http
+from edgefleet_node.agent import docker_images, docker_probe, promtext, workload_http
 from edgefleet_node.agent import log as agent_log
 from edgefleet_node.agent.docker_api import DockerAPI, DockerAPIError, NotFoundError
 from edgefleet_node.agent.docker_spec import (
@@ -60,9 +60,7 @@ __all__ = ["MANAGED_LABEL", "TAG_REPOSITORY", "DockerRuntime", "image_tag"]
 
 MANAGED_LABEL = "io.edgefleet.managed-by"
 _MANAGER = "edgefleet-node"
-_POLL = 0.2
 _ACTIVE = frozenset({"running", "restarting"})
-_GONE = frozenset({"exited", "dead"})
 _RESERVED_ENV = frozenset({"EDGEFLEET_PORT"})
 
 
@@ -172,87 +170,15 @@ class DockerRuntime:
             container, workload.name, workload.manifest_digest, workload.version, version, port
         )
 
-    def _container(self, instance_id: str) -> dict[str, Any] | None:
-        try:
-            return self._docker.inspect(instance_id)
-        except NotFoundError:
-            return None
-
     def _remove(self, container: str) -> None:
         with contextlib.suppress(NotFoundError):
             self._docker.remove(container)
 
-    def _exit_message(self, container: Mapping[str, Any]) -> str:
-        state = container.get("State") or {}
-        try:
-            tail = self._docker.logs(str(container["Id"]), 5).decode("utf-8", "replace").strip()
-        except Exception:  # logs are a courtesy; the exit code is the fact
-            tail = ""
-        restarts = int(container.get("RestartCount") or 0)
-        if state.get("Status") in _GONE or not restarts:
-            text = f"container exited with code {state.get('ExitCode')}"
-        else:  # restarted by the engine after exiting (Podman starts it unless-stopped)
-            text = f"container exited and was restarted {restarts} time(s)"
-        if state.get("OOMKilled"):
-            text += " (killed: out of memory)"
-        return f"{text}; last log lines: {tail[-600:]}" if tail else text
-
     def probe(self, instance: Instance, probe: Probe | None, deadline: float) -> ProbeResult:
-        if instance.port is None:
-            return ProbeResult(False, "ProbeFailed", f"{instance.workload}: no port recorded")
-        last = "no answer yet"
-        while True:
-            container = self._container(instance.id)
-            if container is None:
-                return ProbeResult(False, "Exited", f"{instance.workload}: the container is gone")
-            state = container.get("State") or {}
-            restarted = int(container.get("RestartCount") or 0) > 0  # Podman
-            if state.get("Status") in _GONE or state.get("Restarting") or restarted:
-                return ProbeResult(False, "Exited", self._exit_message(container))
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return ProbeResult(
-                    False, "HealthTimeout", f"{instance.workload}: not healthy in time: {last}"
-                )
-            try:
-                answer = workload_http.request(
-                    self._host, instance.port, "GET", "/healthz", None, min(2.0, remaining)
-                )
-            except (OSError, http.client.HTTPException) as exc:
-                last = f"/healthz: {exc}"
-            else:
-                if answer.status == 200:
-                    break
-                text = answer.body[:300].decode("utf-8", "replace")
-                if b'"failed"' in answer.body:
-                    return ProbeResult(False, "ProbeFailed", f"the model failed to load: {text}")
-                last = f"/healthz answered {answer.status}: {text}"
-            threading.Event().wait(min(_POLL, max(remaining, 0)))
-        if probe is not None:
-            result = self._inference(instance, probe, deadline)
-            if not result.healthy:
-                return result
-        self._keep_across_reboots(instance.id)
-        return ProbeResult(True)
-
-    def _inference(self, instance: Instance, probe: Probe, deadline: float) -> ProbeResult:
-        assert instance.port is not None
-        try:
-            body = workload_http.probe_body(probe)
-        except ValueError as exc:
-            return ProbeResult(False, "ProbeFailed", f"the probe input is malformed: {exc}")
-        timeout = max(deadline - time.monotonic(), 1.0)
-        try:
-            answer = workload_http.request(
-                self._host, instance.port, "POST", "/v1/predict", body, timeout
-            )
-        except (OSError, http.client.HTTPException) as exc:
-            return ProbeResult(False, "ProbeFailed", f"probe inference failed: {exc}")
-        verdict = workload_http.judge(probe, answer)
-        details = {} if verdict.max_error is None else {"maxError": f"{verdict.max_error:.6g}"}
-        if not verdict.ok:
-            return ProbeResult(False, "ProbeFailed", verdict.message, details)
-        return ProbeResult(True, details=details)
+        result = docker_probe.probe(self._docker, self._host, instance, probe, deadline)
+        if result.healthy:
+            self._keep_across_reboots(instance.id)
+        return result
 
     def _keep_across_reboots(self, instance_id: str) -> None:
         if not self._podman:  # Podman 4.3 has no update route
@@ -311,7 +237,7 @@ class DockerRuntime:
     def collect(self, keep: set[str]) -> None:
         in_use: set[str] = set()
         for container in self._managed():
-            if container.get("State") in _GONE:
+            if container.get("State") in docker_probe.GONE:
                 self._remove(str(container["Id"]))
             else:
                 in_use.add(str(container.get("ImageID", "")))
