@@ -14,8 +14,9 @@ from edgefleet.gateway.config import Limits
 from edgefleet.gateway.metrics import GatewayMetrics
 
 
-def _app(limits: Limits, gate: asyncio.Event) -> web.Application:
+def _app(limits: Limits, gate: asyncio.Event, arrived: asyncio.Semaphore) -> web.Application:
     async def slow(_request: web.Request) -> web.Response:
+        arrived.release()  # admitted: the handler runs
         await gate.wait()
         return web.json_response({})
 
@@ -29,17 +30,18 @@ def _app(limits: Limits, gate: asyncio.Event) -> web.Application:
 
 def _run(limits: Limits, scenario) -> None:
     async def main() -> None:
-        gate = asyncio.Event()
-        async with TestClient(TestServer(_app(limits, gate))) as client:
-            await scenario(client, gate)
+        gate, arrived = asyncio.Event(), asyncio.Semaphore(0)
+        async with TestClient(TestServer(_app(limits, gate, arrived))) as client:
+            await scenario(client, gate, arrived)
 
     asyncio.run(main())
 
 
 def test_overload_is_refused_at_once_with_retry_after():
-    async def scenario(client, gate):
+    async def scenario(client, gate, arrived):
         busy = [asyncio.create_task(client.get("/slow")) for _ in range(2)]
-        await asyncio.sleep(0.2)
+        for _ in busy:  # both admitted and held in their handlers
+            await asyncio.wait_for(arrived.acquire(), 5)
         refused = await client.get("/slow")
         assert refused.status == 503
         assert refused.headers["Retry-After"] == "5"
@@ -52,7 +54,7 @@ def test_overload_is_refused_at_once_with_retry_after():
 
 
 def test_bodies_are_bounded_and_errors_are_json():
-    async def scenario(client, _gate):
+    async def scenario(client, _gate, _arrived):
         ok = await client.post("/upload", data=b"x" * 100)
         assert (ok.status, (await ok.json())["size"]) == (200, 100)
         big = await client.post("/upload", data=b"x" * 101)
