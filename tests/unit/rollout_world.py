@@ -166,3 +166,20 @@ class Fleet:
 
 def _s(seconds: float) -> datetime.timedelta:
     return datetime.timedelta(seconds=seconds)
+
+
+CANARY = {"canary": {"steps": [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}]}}
+
+
+def small_fleet(n: int = 20, **spec: Any) -> Fleet:
+    """``n`` devices (every fourth one arm64) under one rollout of ``model()``."""
+    devices = [
+        device(f"d{i:02d}", platform="linux/arm64" if i % 4 == 0 else "linux/amd64")
+        for i in range(n)
+    ]
+    return Fleet(devices, rollout(**spec), model())
+
+
+def assigned(f: Fleet) -> set[str]:
+    """The devices told to run version 2.0.0."""
+    return {n for n in f.devices if (w := f.desired(n)) is not None and w.version == "2.0.0"}
