@@ -5,7 +5,7 @@ This package is copied into images as plain files (see
 ``python3`` with only numpy and onnxruntime beside it. So it imports nothing but
 the standard library, numpy and onnxruntime, and those two only when a model is
 loaded: ``import edgefleet.serving`` works without them. It never imports any
-other part of ``edgefleet``; ``tests/unit/test_serving.py`` checks that.
+other part of ``edgefleet``; ``tests/unit/test_serving_imports.py`` checks that.
 
 Run it with ``python3 -m edgefleet.serving``; :mod:`edgefleet.serving.config`
 lists the environment variables it reads.
