@@ -15,6 +15,7 @@ service --time=0 unix:///tmp/podman.sock`` and run them with
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import stat
@@ -91,13 +92,10 @@ class Built:
         self.image: VerifiedImage = image
 
 
-@pytest.fixture(scope="module")
-def built(
-    registry_client, base_index, signing_key, builder_cache, model_files, tmp_path_factory
-) -> Built:
+def _build(registry_client, signing_key, builder_cache, model_files, store: Path, seed: int):
     directory, base_url = model_files
     path = directory / f"rt-{uuid.uuid4().hex[:8]}.onnx"
-    fixture = make_mlp(path, target_bytes=64 * 1024, seed=41)
+    fixture = make_mlp(path, target_bytes=64 * 1024, seed=seed)
     spec_doc = {
         "version": "1.0.0",
         "platforms": [PLATFORM],
@@ -112,7 +110,7 @@ def built(
         result = builder.build("tests", name, InferenceModelSpec.model_validate(spec_doc))
     repo = result.repository.split("/", 1)[1]
     manifest_digest = result.images[0].digest
-    image = fetch_verified(registry_client, repo, manifest_digest, tmp_path_factory.mktemp("blobs"))
+    image = fetch_verified(registry_client, repo, manifest_digest, store)
     workload = Workload(
         name=name,
         version="1.0.0",
@@ -123,6 +121,14 @@ def built(
         probe=probe_of(fixture),
     )
     return Built(fixture, workload, image)
+
+
+@pytest.fixture(scope="module")
+def built(
+    registry_client, base_index, signing_key, builder_cache, model_files, tmp_path_factory
+) -> Built:
+    store = tmp_path_factory.mktemp("blobs")
+    return _build(registry_client, signing_key, builder_cache, model_files, store, seed=41)
 
 
 @pytest.fixture
@@ -292,3 +298,58 @@ def test_the_workload_user_may_open_a_group_accessible_device(runtime, built, ca
     wrote = container.exec_run(["sh", "-c", f"id -u && echo frame > {camera}"])
     assert wrote.exit_code == 0, (wrote.output, listing)
     assert wrote.output.decode().split()[0] != "0", "as the image's non-root user"
+
+
+@pytest.fixture(scope="module")
+def second(
+    registry_client, base_index, signing_key, builder_cache, model_files, tmp_path_factory
+) -> Built:
+    """Another model on the same base and runtime: only the model's layers differ."""
+    store = tmp_path_factory.mktemp("blobs2")
+    return _build(registry_client, signing_key, builder_cache, model_files, store, seed=43)
+
+
+def _damaged(image: VerifiedImage, indexes: list[int], directory: Path) -> VerifiedImage:
+    """``image`` with the files of the given layers replaced by other bytes."""
+    paths = list(image.layer_paths)
+    for i in indexes:
+        paths[i] = directory / f"damaged-{i}"
+        paths[i].write_bytes(b"not the layer")
+    return dataclasses.replace(image, layer_paths=tuple(paths))
+
+
+def test_a_new_version_is_loaded_without_the_layers_the_engine_has(
+    runtime, built, second, engine, tmp_path
+):
+    shared = [i for i, d in enumerate(second.image.layer_digests) if d in built.image.layer_digests]
+    assert shared, "the two builds share their base"
+    assert shared == list(range(len(shared))), "a common base, then the model"
+    assert len(shared) < len(second.image.layer_digests)
+    runtime.prepare(built.workload, built.image)
+    # The shared layers' files are damaged: had they been sent, the archive's re-hash
+    # would have ended the stream; the engine takes them from the first image instead.
+    damaged = _damaged(second.image, shared, tmp_path)
+    try:
+        runtime.prepare(second.workload, damaged)
+        assert engine.images.get(second.image.config_digest).id == second.image.config_digest
+        instance = runtime.start(second.workload, {})
+        assert runtime.probe(instance, second.workload.probe, _deadline()).healthy
+        status, answer = _predict(instance, second.fixture)
+        assert status == 200, answer
+        runtime.stop(instance)
+        # Control: an agent whose images hold none of those layers (its own scope) must
+        # send them, and the damage is caught before the engine has the image.
+        other = DockerRuntime(scope=f"ctl{uuid.uuid4().hex[:6]}")
+        engine.images.remove(second.image.config_digest, force=True)
+        with pytest.raises(RuntimeFailure) as failure:
+            other.prepare(second.workload, damaged)
+        assert failure.value.reason == "LoadFailed", failure.value
+        with pytest.raises(docker.errors.ImageNotFound):
+            engine.images.get(second.image.config_digest)
+    finally:
+        for container in engine.containers.list(
+            all=True, filters={"label": f"io.edgefleet.workload={second.workload.name}"}
+        ):
+            container.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.images.remove(second.image.config_digest, force=True)

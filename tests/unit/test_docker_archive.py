@@ -99,3 +99,53 @@ def test_layer_count_and_media_type_are_checked(tmp_path):
     parts[1][1].unlink()
     with pytest.raises(docker_archive.ArchiveError, match="not in the blob store"):
         docker_archive.plan_archive(config_path, config.digest, parts)
+
+
+def test_chain_ids_follow_the_engine_rule():
+    a, b, c = ("sha256:" + ch * 64 for ch in "abc")
+    ab = oci.sha256_digest(f"{a} {b}".encode())
+    assert docker_archive.chain_ids([a, b, c]) == [a, ab, oci.sha256_digest(f"{ab} {c}".encode())]
+    assert docker_archive.chain_ids([]) == []
+
+
+def _names(members):
+    return [m.name for m in members if m.path is not None]
+
+
+def test_layers_the_engine_holds_are_named_but_not_sent(tmp_path):
+    config, config_path, parts, layers = _image(tmp_path, files=(b"base", b"runtime", b"model"))
+    chains = docker_archive.chain_ids([la.diff_id for la in layers])
+    members = docker_archive.plan_archive(
+        config_path, config.digest, parts, present=frozenset(chains[:2])
+    )
+    with tarfile.open(fileobj=io.BytesIO(docker_archive.archive_bytes(members))) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        sent = [n for n in tar.getnames() if n.endswith(".tar.gz")]
+    names = [la.blob.digest.removeprefix("sha256:") + "/layer.tar.gz" for la in layers]
+    assert manifest[0]["Layers"] == names  # the engine still learns the whole stack
+    assert sent == names[2:]
+
+
+def test_only_a_held_prefix_counts(tmp_path):
+    config, config_path, parts, layers = _image(tmp_path, files=(b"base", b"runtime", b"model"))
+    chains = docker_archive.chain_ids([la.diff_id for la in layers])
+    # The same runtime layer on another base is another stack: nothing is held.
+    elsewhere = docker_archive.chain_ids(["sha256:" + "f" * 64, layers[1].diff_id])
+    members = docker_archive.plan_archive(
+        config_path, config.digest, parts, present=frozenset(elsewhere) | {chains[2]}
+    )
+    assert len(_names(members)) == 3
+
+
+def test_a_repeated_layer_above_the_held_prefix_is_still_sent(tmp_path):
+    same, model = (oci.build_layer([oci.FileEntry.file(n, n.encode())]) for n in ("s", "m"))
+    stack = [same, model, same]  # the engine holds the first, not the stack [s, m, s]
+    config = oci.image_config(oci.Platform.parse("linux/arm64"), [la.diff_id for la in stack])
+    paths = _store(tmp_path, [config, same.blob, model.blob])
+    parts = [(la.blob.digest, paths[la.blob.digest], oci.OCI_LAYER_GZIP) for la in stack]
+    chains = docker_archive.chain_ids([la.diff_id for la in stack])
+    members = docker_archive.plan_archive(
+        paths[config.digest], config.digest, parts, present=frozenset(chains[:1])
+    )
+    names = [la.blob.digest.removeprefix("sha256:") + "/layer.tar.gz" for la in (model, same)]
+    assert _names(members) == names

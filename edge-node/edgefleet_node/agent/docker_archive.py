@@ -7,6 +7,11 @@ checks each against the config's diff IDs, so the image ID it reports is the con
 digest). :func:`archive_stream` yields the tar in chunks of at most
 :data:`CHUNK` bytes, so a 1 GB model never sits in memory.
 
+Layers the engine already holds are left out (``present``: the chain IDs of the
+engine's layer stacks, :func:`chain_ids`): Docker's load reads a layer's file only
+when it lacks that stack, so a weights-only update sends the engine the model layer
+alone, not the base and runtime again. The manifest still names every layer.
+
 Defence in depth against a blob changed on disk after it was verified: every file is
 re-hashed while it streams, and the last chunk of a file is held back until its digest
 and size matched, so a tampered file ends the stream with :class:`ArchiveError` before
@@ -32,6 +37,7 @@ __all__ = [
     "ArchiveMember",
     "archive_bytes",
     "archive_stream",
+    "chain_ids",
     "plan_archive",
 ]
 
@@ -65,17 +71,31 @@ def _verified_config(path: Path, digest: str) -> tuple[bytes, oci_parse.ImageCon
         raise ArchiveError(f"config {digest}: {exc}") from exc
 
 
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """The chain ID of each prefix of a layer stack (how the engine names its layers):
+    the first diff ID, then ``sha256("<chain> <diff ID>")`` for each layer on top."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        if chains:
+            joined = f"{chains[-1]} {diff_id}".encode()
+            diff_id = "sha256:" + hashlib.sha256(joined).hexdigest()
+        chains.append(diff_id)
+    return chains
+
+
 def plan_archive(
     config_path: Path,
     config_digest: str,
     layers: Sequence[tuple[str, Path, str]],
     repo_tags: Sequence[str] = (),
+    present: frozenset[str] = frozenset(),
 ) -> list[ArchiveMember]:
     """The members of the archive for a config and ``(digest, path, media type)`` layers.
 
     Checks what can be checked before streaming: the config's digest, that it lists one
     diff ID per layer, that every layer is a tar (optionally gzip'd) and that each file
-    exists. Sizes come from the files and are checked again while streaming.
+    exists. Sizes come from the files and are checked again while streaming. The
+    leading layers whose chain ID is in ``present`` get no file (the engine has them).
     """
     config, parsed = _verified_config(config_path, config_digest)
     if len(parsed.diff_ids) != len(layers):
@@ -83,9 +103,14 @@ def plan_archive(
             f"config {config_digest} lists {len(parsed.diff_ids)} layers, the manifest"
             f" {len(layers)}"
         )
+    held = 0
+    for chain in chain_ids(parsed.diff_ids):
+        if chain not in present:
+            break
+        held += 1
     members: list[ArchiveMember] = []
     layer_names: list[str] = []
-    for digest, path, media_type in layers:
+    for index, (digest, path, media_type) in enumerate(layers):
         oci_types.check_digest(digest, "layer digest")
         if media_type not in oci_types.LAYER_MEDIA_TYPES:
             raise ArchiveError(f"layer {digest} has media type {media_type}, not a tar layer")
@@ -95,10 +120,9 @@ def plan_archive(
             raise ArchiveError(f"layer {digest} is not in the blob store: {exc}") from exc
         suffix = "layer.tar.gz" if media_type in _GZIP_LAYERS else "layer.tar"
         name = f"{digest.removeprefix('sha256:')}/{suffix}"
-        if name in layer_names:  # the same layer twice: docker refers to it twice
-            layer_names.append(name)
-            continue
         layer_names.append(name)
+        if index < held or any(m.name == name for m in members):  # held, or sent already
+            continue
         members.append(ArchiveMember(name, digest, size, path))
     config_name = config_digest.removeprefix("sha256:") + ".json"
     manifest = [{"Config": config_name, "RepoTags": list(repo_tags) or None, "Layers": layer_names}]

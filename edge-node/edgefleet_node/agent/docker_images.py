@@ -7,6 +7,10 @@ and checks that the engine's image ID is the config digest the signed manifest n
 and that its platform is the device's. The image is tagged
 ``edgefleet/workload:sha256-<manifest hex>`` so :func:`remove_unused` knows which
 manifest it belongs to (the tag is never pulled; containers run by image ID).
+
+Layers the engine already holds under our other images (the previous version's base
+and runtime) are left out of the archive (Docker only; Podman's load reads every
+file); should the engine refuse that archive, the whole one is sent once more.
 """
 
 from __future__ import annotations
@@ -34,8 +38,16 @@ def find(docker: DockerAPI, reference: str) -> dict[str, Any] | None:
         return None
 
 
-def load(docker: DockerAPI, workload: Workload, image: VerifiedImage, scope: str) -> None:
-    """Make the engine hold ``image`` under its manifest tag (load it if missing)."""
+def load(
+    docker: DockerAPI,
+    workload: Workload,
+    image: VerifiedImage,
+    scope: str,
+    *,
+    reuse_layers: bool = True,
+) -> None:
+    """Make the engine hold ``image`` under its manifest tag (load it if missing);
+    ``reuse_layers``: leave out the layers the engine has (see the module's docs)."""
     tag = image_tag(image.manifest_digest, scope)
     present = find(docker, image.config_digest)
     if present is not None:
@@ -45,18 +57,31 @@ def load(docker: DockerAPI, workload: Workload, image: VerifiedImage, scope: str
         check_platform(present, image)
         return
     started = time.monotonic()
+    held = _engine_chains(docker, scope) if reuse_layers else frozenset()
+    layers = list(zip(image.layer_digests, image.layer_paths, image.layer_media_types, strict=True))
     try:
         members = docker_archive.plan_archive(
-            image.config_path,
-            image.config_digest,
-            list(zip(image.layer_digests, image.layer_paths, image.layer_media_types, strict=True)),
-            repo_tags=[tag],
+            image.config_path, image.config_digest, layers, [tag], held
         )
-        docker.load(docker_archive.archive_stream(members))
+        try:
+            docker.load(docker_archive.archive_stream(members))
+        except DockerAPIError as exc:
+            if not held:
+                raise
+            agent_log.get().warning(
+                "load without the engine's layers refused; sending every layer",
+                workload=workload.name,
+                error=str(exc)[:300],
+            )
+            members = docker_archive.plan_archive(
+                image.config_path, image.config_digest, layers, [tag]
+            )
+            docker.load(docker_archive.archive_stream(members))
     except docker_archive.ArchiveError as exc:
         raise RuntimeFailure("LoadFailed", f"{workload.name}: {exc}") from exc
     except (DockerAPIError, OSError, http.client.HTTPException) as exc:
         raise RuntimeFailure("LoadFailed", f"{workload.name}: the engine refused: {exc}") from exc
+    sent = [m for m in members if m.path is not None]
     loaded = find(docker, image.config_digest)
     if loaded is None or loaded.get("Id") != image.config_digest:
         raise RuntimeFailure(
@@ -69,7 +94,22 @@ def load(docker: DockerAPI, workload: Workload, image: VerifiedImage, scope: str
         workload=workload.name,
         manifest=image.manifest_digest,
         seconds=round(time.monotonic() - started, 3),
+        layers_sent=len(sent),
+        bytes_sent=sum(m.size for m in sent),
+        layers_reused=len(image.layer_digests) - len(sent),
     )
+
+
+def _engine_chains(docker: DockerAPI, scope: str) -> frozenset[str]:
+    """The chain IDs of every layer stack under our images: layers the engine holds."""
+    chains: set[str] = set()
+    for listed in docker.images(repository(scope)):
+        try:
+            attrs = docker.image(str(listed.get("Id")))
+        except NotFoundError:  # removed meanwhile
+            continue
+        chains.update(docker_archive.chain_ids((attrs.get("RootFS") or {}).get("Layers") or []))
+    return frozenset(chains)
 
 
 def check_platform(attrs: Mapping[str, Any], image: VerifiedImage) -> None:

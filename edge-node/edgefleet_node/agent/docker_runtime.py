@@ -106,7 +106,10 @@ class DockerRuntime:
 
     # -- images (docker_images) ---------------------------------------------------------
     def prepare(self, workload: Workload, image: VerifiedImage) -> None:
-        docker_images.load(self._docker, workload, image, self._scope)
+        # Podman's load reads every layer file, so it gets the whole archive.
+        docker_images.load(
+            self._docker, workload, image, self._scope, reuse_layers=not self._podman
+        )
 
     # -- containers --------------------------------------------------------------------
     def _device_groups(self, devices: tuple[str, ...]) -> list[str]:
