@@ -40,15 +40,8 @@ from typing import Any
 
 from bench import agent_table
 from bench.agent_images import PLATFORM, ModelImage, build_images
-from bench.agent_measure import (
-    Sampler,
-    cpu_seconds,
-    events,
-    load_average,
-    phases,
-    sha256_seconds,
-    status_bytes,
-)
+from bench.agent_measure import Sampler, events, load_average, phases, sha256_seconds
+from bench.measure import cpu_seconds, memory_bytes
 from kubernetes import client, config
 
 from edgefleet.clients import tokens
@@ -147,7 +140,7 @@ def _activate(cp: ControlPlane, node: Node, revision: int, image: ModelImage) ->
         **phases(node.log, written, seen),
         "total": seen - written,
         "peak_rss": sampled.peak,
-        "hwm": status_bytes(node.proc.pid, "VmHWM"),
+        "hwm": memory_bytes(node.proc.pid, "VmHWM", default=0),
         "samples": sampled.samples,
         "cpu": cpu_seconds(node.proc.pid) - cpu0,
     }
@@ -159,7 +152,10 @@ def _idle(nodes: list[Node], seconds: int) -> None:
     cpu0, t0 = [cpu_seconds(p.pid) for p in procs], time.monotonic()
     peaks = [0] * len(procs)
     while time.monotonic() < t0 + seconds:
-        peaks = [max(m, status_bytes(p.pid, "VmRSS")) for m, p in zip(peaks, procs, strict=True)]
+        peaks = [
+            max(m, memory_bytes(p.pid, "VmRSS", default=0))
+            for m, p in zip(peaks, procs, strict=True)
+        ]
         time.sleep(1)
     elapsed = time.monotonic() - t0
     for node, proc, c0, peak in zip(nodes, procs, cpu0, peaks, strict=True):
@@ -222,14 +218,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     nodes.append(_start(cp, api, gw, work, runtime))
                 for node in nodes:
                     assert node.proc is not None
-                    node.out["start_rss"] = status_bytes(node.proc.pid, "VmRSS")
+                    node.out["start_rss"] = memory_bytes(node.proc.pid, "VmRSS", default=0)
                 for node in nodes:
                     node.out["v1"] = _activate(cp, node, 1, v1)
                 _idle(nodes, args.idle)
                 for node in nodes:
                     node.out["v2"] = _activate(cp, node, 2, v2)
                     assert node.proc is not None
-                    node.out["hwm_end"] = status_bytes(node.proc.pid, "VmHWM")
+                    node.out["hwm_end"] = memory_bytes(node.proc.pid, "VmHWM", default=0)
             except Exception:
                 for node in nodes:
                     print(node.log.read_text()[-20000:], file=sys.stderr)

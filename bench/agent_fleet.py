@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,10 @@ from edgefleet_node.agent import config as agent_config
 from edgefleet_node.protocol import enroll
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the bench package beside it
+
+from bench import measure  # noqa: E402
+
 GW_NS = "edgefleet-system"
 PLATFORM = "linux/amd64"
 
@@ -64,15 +67,6 @@ for a in agents:
 for t in threads:
     t.join(timeout=30)
 """
-
-
-def _proc(pid: int) -> tuple[float, int, int]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    rss = next(int(x.split()[1]) * 1024 for x in status if x.startswith("VmRSS"))
-    threads = next(int(x.split()[1]) for x in status if x.startswith("Threads"))
-    return cpu, rss, threads
 
 
 def _apply(cp: ControlPlane, items: list[Any], *extra: str) -> None:
@@ -180,10 +174,11 @@ def run(
 
         wait_until(all_current, timeout=600, what=f"{n} devices current", interval=0.5)
         time.sleep(5)  # let the post-update reports settle before measuring idle
-        cpu0, rss0, threads = _proc(child.pid)
+        cpu0, rss0 = measure.cpu_seconds(child.pid), measure.memory_bytes(child.pid)
+        threads = measure.status_value(child.pid, "Threads")
         t1 = time.monotonic()
         time.sleep(idle)
-        cpu1, rss1, _ = _proc(child.pid)
+        cpu1, rss1 = measure.cpu_seconds(child.pid), measure.memory_bytes(child.pid)
         idle_cpu = (cpu1 - cpu0) / (time.monotonic() - t1)
         times = sorted(ready_at.values())
         return {
@@ -193,7 +188,7 @@ def run(
             "threads": threads,
             "idle_cpu": idle_cpu,
             "p50": statistics.median(times),
-            "p99": times[min(len(times) - 1, int(0.99 * len(times)))],
+            "p99": measure.percentile_rank(times, 0.99),
             "max": times[-1],
         }
     finally:

@@ -1,5 +1,6 @@
-"""What bench/agent.py reads from an agent process: memory and CPU from ``/proc``, the
-phase times of an activation from the agent's JSON log, the machine's load average.
+"""What bench/agent.py reads from an agent process, beside memory and CPU from ``/proc``
+(:mod:`bench.measure`): its peak RSS sampled while it works, the phase times of an
+activation from the agent's JSON log, the machine's load average.
 
 The agent logs one JSON object a line (``edgefleet_node.agent.log``). The events used:
 ``document accepted`` (notify ends), ``image verified`` (``resolve_s``: index and
@@ -21,29 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import measure
+
 __all__ = [
     "Sampler",
-    "cpu_seconds",
     "events",
     "load_average",
     "phases",
     "sha256_seconds",
-    "status_bytes",
 ]
-
-
-def status_bytes(pid: int, field: str) -> int:
-    """A ``/proc/<pid>/status`` figure in bytes (``VmRSS``, ``VmHWM``)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Sampler:
@@ -56,7 +43,7 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, status_bytes(self.pid, "VmRSS"))
+            self.peak = max(self.peak, measure.memory_bytes(self.pid, "VmRSS", default=0))
             self.samples += 1
             self._stop.wait(self.interval)
 

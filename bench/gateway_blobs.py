@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -42,6 +41,11 @@ from edgefleet.gateway.oci_reach import Assignment
 from edgefleet.testing.ociapp import serve_oci
 from edgefleet.testing.registry import LocalRegistry
 from edgefleet.testing.tinyimage import PushedImage, push_image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the bench package beside it
+
+from bench import measure  # noqa: E402
 
 
 def _device_cert(gw: gateway_pki.GatewayPki, work: Path) -> tuple[Path, Path]:
@@ -100,12 +104,6 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _process_cpu(pid: int) -> float:
-    """CPU seconds of a running process (the registry), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @contextmanager
 def _proxy_only(
     reg: LocalRegistry, image: PushedImage, key_pem: bytes, work: Path, uvloop: bool
@@ -137,7 +135,7 @@ def _full_gateway(
     from edgefleet.testing.gatewayrun import GatewayReplica, loopback_config
     from edgefleet.testing.simdevice import SimDevice
 
-    crds = str(Path(__file__).resolve().parent.parent / "crds")
+    crds = str(ROOT / "crds")
     with ControlPlane() as cp:
         cp.kubectl("apply", "--server-side", "-f", crds)
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
@@ -217,13 +215,15 @@ def main() -> int:
             pid = reg._service.process.pid
             cpu = {"gateway": 0.0, "direct": 0.0, "proxied": 0.0}
             for _ in range(args.runs):
-                start = _process_cpu(pid) + _children_cpu()
+                start = measure.cpu_seconds(pid) + _children_cpu()
                 direct.append(_curl(reg.url + path, "--cacert", str(reg.ca_path)))
-                cpu["direct"] += _process_cpu(pid) + _children_cpu() - start
-                start, gateway = _process_cpu(pid) + _children_cpu(), _cpu()
+                cpu["direct"] += measure.cpu_seconds(pid) + _children_cpu() - start
+                start, gateway = measure.cpu_seconds(pid) + _children_cpu(), _cpu()
                 proxied.append(_curl(url + path, *gateway_tls))
                 cpu["gateway"] += _cpu() - gateway
-                cpu["proxied"] += _process_cpu(pid) + _children_cpu() - start + _cpu() - gateway
+                cpu["proxied"] += (
+                    measure.cpu_seconds(pid) + _children_cpu() - start + _cpu() - gateway
+                )
         sizes = {size for _, size in direct + proxied}
         if len(sizes) != 1:
             print(f"downloads differ in size: {sorted(sizes)}", file=sys.stderr)

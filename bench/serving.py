@@ -24,6 +24,11 @@ from pathlib import Path
 from edgefleet.testing.models import make_mlp
 from edgefleet.testing.procs import Service, free_port, wait_until
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the bench package beside it
+
+from bench import measure  # noqa: E402
+
 
 def _call(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -35,11 +40,6 @@ def _call(port: int, method: str, path: str, body: bytes | None = None) -> tuple
         return 0, b""
     finally:
         conn.close()
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -96,8 +96,9 @@ def main() -> int:
     print("| --- | --- |")
     print(f"| cold start (spawn to /healthz 200) | {cold_start:.3f} s |")
     print(f"| model load + warm-up (server) | {ready['load_seconds']:.3f} s |")
+    p95 = measure.percentile_nearest(ms, 0.95)
     print(f"| predict p50 / p95 / max (client, {args.requests} sequential) "
-          f"| {statistics.median(ms):.2f} / {_pct(ms, 0.95):.2f} / {max(ms):.2f} ms |")  # fmt: skip
+          f"| {statistics.median(ms):.2f} / {p95:.2f} / {max(ms):.2f} ms |")  # fmt: skip
     print(f"| inference mean (server, session.run) | {total / args.requests * 1000:.2f} ms |")
     return 0
 
