@@ -33,170 +33,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TextIO
-
-from kubernetes import client, config
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import measure  # noqa: E402
+from bench.rollout_fleet import Fleet, baseline  # noqa: E402
+from bench.rollout_table import table, write_section  # noqa: E402
 from tests.e2e import rollout_helpers as h  # noqa: E402
 
 from edgefleet.testing.controlplane import ControlPlane  # noqa: E402
 from edgefleet.testing.procs import Service, wait_until  # noqa: E402
 from edgefleet.testing.registry import LocalRegistry  # noqa: E402
 
-SECTION = "## Rollout convergence"
-#: Fleet processes, and report writers in each (10k real devices write independently).
-SHARDS, SHARD_WORKERS = 4, 8
-#: The baseline's concurrent applies (as many as the controller's writers).
-BASELINE_WRITERS = 32
-_APPLY = "application/apply-patch+yaml"
-_PATCH = re.compile(
-    r'^apiserver_request_total\{(?=[^}]*resource="edgedevices")(?=[^}]*subresource="status")'
-    r'(?=[^}]*verb="(?:PATCH|APPLY)")[^}]*\} (\S+)$',
-    re.M,
-)
-
 
 def _patches(cp: ControlPlane) -> float:
-    return sum(float(v) for v in _PATCH.findall(cp.kubectl("get", "--raw", "/metrics").stdout))
-
-
-def _proc(pid: int) -> tuple[float, int]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    hwm = next(
-        int(line.split()[1]) * 1024
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("VmHWM")
-    )
-    return cpu, hwm
-
-
-def _pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
-
-
-class Fleet:
-    """The fake fleet as :data:`SHARDS` processes (edgefleet.testing.fleetshard)."""
-
-    def __init__(self, cp: ControlPlane, ns: str, n: int, work: Path) -> None:
-        self.procs: list[subprocess.Popen[str]] = []
-        self.logs: list[TextIO] = []
-        for i in range(SHARDS):
-            log = (work / f"fleet-{ns}-{i}.log").open("w")
-            self.logs.append(log)
-            argv = [sys.executable, "-m", "edgefleet.testing.fleetshard",
-                    "--kubeconfig", str(cp.kubeconfig), "--namespace", ns,
-                    "--shard", f"{i}/{SHARDS}", "--devices", str(n), "--label", "site=berlin",
-                    "--workers", str(SHARD_WORKERS)]  # fmt: skip
-            pipe = subprocess.PIPE
-            self.procs.append(
-                subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=log, text=True)
-            )
-        for proc in self.procs:
-            self._read(proc)  # {"ready": …}
-
-    @staticmethod
-    def _read(proc: subprocess.Popen[str]) -> dict[str, Any]:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"fleet shard exited (code {proc.wait()}); see its log")
-        doc: dict[str, Any] = json.loads(line)
-        return doc
-
-    def _ask(self, command: str) -> list[dict[str, Any]]:
-        for proc in self.procs:
-            assert proc.stdin is not None
-            proc.stdin.write(command + "\n")
-            proc.stdin.flush()
-        return [self._read(proc) for proc in self.procs]
-
-    def reports(self) -> int:
-        return sum(int(doc["reports"]) for doc in self._ask("count"))
-
-    def stop(self) -> dict[str, dict[str, dict[str, float]]]:
-        """Stop every shard; each device's notified/ready instants by revision."""
-        devices: dict[str, dict[str, dict[str, float]]] = {}
-        try:
-            for doc in self._ask("stop"):
-                devices.update(doc["devices"])
-        finally:
-            self.close()
-        return devices
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for log in self.logs:
-            log.close()
-
-
-def _baseline_body(ns: str, name: str, template: dict[str, Any]) -> dict[str, Any]:
-    desired = [dict(w, imageDigest=h.digest("baseline", w["model"])) for w in template["desired"]]
-    return {
-        "apiVersion": "edgefleet.io/v1alpha1",
-        "kind": "EdgeDevice",
-        "metadata": {"name": name, "namespace": ns},
-        "status": {
-            "desired": desired,
-            "previous": template.get("previous") or [],
-            "desiredRevision": 2,
-            "desiredVersion": template.get("desiredVersion"),
-        },
-    }
-
-
-def baseline(cp: ControlPlane, ns: str, n: int, fleet: Fleet) -> tuple[float, float, float]:
-    """The API server's ceiling for the same writes: plain applies of a new
-    ``status.desired`` to every device (32 at once), the fleet reporting on each.
-    Returns (start, all writes answered, all reports in) as monotonic instants."""
-    conf = client.Configuration()
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=str(cp.kubeconfig), client_configuration=conf
-    )
-    conf.connection_pool_maxsize = BASELINE_WRITERS
-    objects = client.CustomObjectsApi(client.ApiClient(conf))
-    template = h.get(objects, ns, "edgedevices", "dev-00000")["status"]
-    bodies = [_baseline_body(ns, f"dev-{i:05d}", template) for i in range(n)]
-    reports0 = fleet.reports()
-
-    def apply(body: dict[str, Any]) -> None:
-        raw: Any = objects.patch_namespaced_custom_object_status(
-            "edgefleet.io", "v1alpha1", ns, "edgedevices", body["metadata"]["name"], body,
-            field_manager="bench-baseline", force=True, _content_type=_APPLY,
-            _preload_content=False,
-        )  # fmt: skip
-        if raw.status >= 300:  # not parsed, but never silently failed
-            raise RuntimeError(f"baseline apply: HTTP {raw.status} {raw.data[:200]!r}")
-        raw.drain_conn()  # read to the end: the connection goes back to the pool
-        raw.release_conn()
-
-    start = time.monotonic()
-    with ThreadPoolExecutor(BASELINE_WRITERS) as pool:
-        list(pool.map(apply, bodies))
-    written = time.monotonic()
-    wait_until(lambda: fleet.reports() - reports0 >= n, timeout=1800, interval=0.2,
-               what="baseline reports")  # fmt: skip
-    return start, written, time.monotonic()
+    """PATCHes (and applies) of edgedevices/status the API server has answered."""
+    metrics = measure.apiserver_metrics(cp)
+    return measure.request_total(metrics, "edgedevices", ("PATCH", "APPLY"), "status")
 
 
 def run(
@@ -234,7 +95,7 @@ def run(
                     "--pid", str(op.process.pid), "--format", "raw", "--output", str(out),
                     "--nonblocking"]  # fmt: skip
             spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0, _ = _proc(op.process.pid)
+        cpu0 = measure.cpu_seconds(op.process.pid)
         patches0, reports0 = _patches(cp), fleet.reports()
         t0 = time.monotonic()
         h.apply_rollout(cp, ns, "bench", maxUnavailable="100%")
@@ -245,7 +106,8 @@ def run(
 
         wait_until(ready, timeout=1800, interval=0.2, what="rollout Ready", alive=op.check_alive)
         total = time.monotonic() - t0
-        cpu1, hwm = _proc(op.process.pid)
+        cpu1 = measure.cpu_seconds(op.process.pid)
+        hwm = measure.memory_bytes(op.process.pid, "VmHWM")
         controller_writes = (_patches(cp) - patches0) - (fleet.reports() - reports0)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -272,10 +134,10 @@ def run(
     return {
         "devices": n,
         "reaction_s": min(notified),
-        "notify_p50_s": _pct(notified, 50),
-        "notify_p99_s": _pct(notified, 99),
-        "ready_p50_s": _pct(ready_lat, 50),
-        "ready_p99_s": _pct(ready_lat, 99),
+        "notify_p50_s": measure.percentile_exclusive(notified, 50),
+        "notify_p99_s": measure.percentile_exclusive(notified, 99),
+        "ready_p50_s": measure.percentile_exclusive(ready_lat, 50),
+        "ready_p99_s": measure.percentile_exclusive(ready_lat, 99),
         "total_s": total,
         "writes_per_device": controller_writes / n,
         "revisions_per_device": revisions / n,
@@ -286,25 +148,6 @@ def run(
         "load_start": load0,
         "load_end": os.getloadavg()[0],
     }
-
-
-def table(rows: list[dict[str, float]]) -> str:
-    head = (
-        "| devices | reaction | apply→notified p50 / p99 | notified→Ready p50 / p99 | total"
-        " | controller writes/device (metrics; desiredRevision) | operator CPU | operator"
-        " peak RSS | baseline: N applies answered / + every report in | load avg start →"
-        " end |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    )
-    body = "".join(
-        f"| {r['devices']:,.0f} | {r['reaction_s']:.2f} s | {r['notify_p50_s']:.1f} /"
-        f" {r['notify_p99_s']:.1f} s | {r['ready_p50_s']:.2f} / {r['ready_p99_s']:.2f} s |"
-        f" {r['total_s']:.1f} s | {r['writes_per_device']:.2f}; {r['revisions_per_device']:.2f}"
-        f" | {r['operator_cpu_s']:.1f} s | {r['operator_rss_mb']:.0f} MB |"
-        f" {r['baseline_writes_s']:.1f} / {r['baseline_total_s']:.1f} s |"
-        f" {r['load_start']:.2f} → {r['load_end']:.2f} |\n"
-        for r in rows
-    )
-    return head + body
 
 
 def main() -> int:
@@ -326,36 +169,8 @@ def main() -> int:
     text = table(rows)
     print(text)
     if args.out is not None:
-        _write_section(args.out, text, " ".join(str(n) for n in args.devices))
+        write_section(args.out, text, " ".join(str(n) for n in args.devices))
     return 0
-
-
-def _write_section(path: Path, text: str, devices: str) -> None:
-    """Replace the section's command line and table; keep the prose after the table."""
-    intro = (
-        f"{SECTION}\n\n`.venv/bin/python bench/rollout.py --devices {devices} --out"
-        " docs/benchmarks.md` starts its own API server and registry, the operator with only"
-        " the rollout controller, and N fake-fleet devices in"
-        f" {SHARDS} processes of their own (they stand in for gateway + agents and report"
-        f" Healthy as soon as they see their desired workload; {SHARD_WORKERS} report"
-        " writers each). One Rollout, no pauses, `maxUnavailable: 100%`,"
-        " `minHealthyDuration: 1s`. Controller writes are PATCHes of `edgedevices/status`"
-        " from `apiserver_request_total` minus the fleet's own reports. The baseline, in"
-        f" the same run with the operator stopped: {BASELINE_WRITERS} concurrent plain"
-        " server-side applies of a new `status.desired` to the same devices by a minimal"
-        " client, with the same fleet reporting on each.\n\n"
-    )
-    doc = path.read_text()
-    start = doc.find(SECTION)
-    if start == -1:
-        doc = doc.rstrip("\n") + "\n\n" + intro + text
-    else:
-        end = doc.find("\n## ", start + len(SECTION))
-        section = doc[start:end] if end != -1 else doc[start:]
-        rest = section.split("|\n\n", 1)[1] if "|\n\n" in section else ""
-        tail = ("\n" + rest) if rest else ""
-        doc = doc[:start] + intro + text + tail + (doc[end:] if end != -1 else "")
-    path.write_text(doc)
 
 
 if __name__ == "__main__":
