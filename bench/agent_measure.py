@@ -92,6 +92,7 @@ def phases(log: Path, written: float, seen: float) -> dict[str, float]:
         "preflight": max(active["resolve_s"] - resolve - verify, 0.0),
         "download": active["download_s"],
         "load": load,
+        "load_bytes": sum(e.get("bytes_sent", 0) for e in loaded),
         "start": max(active["start_s"] - load, 0.0),
         "probe": active["probe_s"],
         "report": seen - active["ts"],

@@ -62,8 +62,10 @@ def _phase_rows(label: str, key: str, nodes: dict[str, Any], sha_rate: float) ->
         ],
         [
             "· load (archive streamed to the engine, re-hashed; engine unpacks)",
-            *col(lambda p: _s(p["load"])),
-            "Docker only; `image loaded`",
+            *col(
+                lambda p: _s(p["load"]) + (f" ({_mb(p['load_bytes'])} sent)" if p["load"] else "")
+            ),
+            "Docker only; `image loaded`; layers the engine holds are not sent again",
         ],
         ["· start (container create + start)", *col(lambda p: _s(p["start"])), ""],
         ["· probe (`/healthz`, then an inference)", *col(lambda p: _s(p["probe"])), ""],
