@@ -92,3 +92,20 @@ def operator(operator_env, tmp_path) -> Iterator[OperatorProcess]:
 @pytest.fixture
 def unique() -> str:
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def env(crds, registry) -> dict[str, str]:
+    """The environment of an operator running only the rollout controller (the rollout
+    tests start it themselves, with ``rollout_helpers.operator_process``)."""
+    from tests.e2e import rollout_helpers
+
+    return rollout_helpers.rollout_env(crds, registry)
+
+
+@pytest.fixture
+def api(crds):
+    """A ``CustomObjectsApi`` on the test API server."""
+    from tests.e2e import rollout_helpers
+
+    return rollout_helpers.objects(crds)

@@ -5,21 +5,9 @@ as its own process (rollout controller only) and fake-fleet devices."""
 
 from __future__ import annotations
 
-import pytest
-
 from edgefleet.testing import kstatus
 from edgefleet.testing.procs import wait_until
 from tests.e2e import rollout_helpers as h
-
-
-@pytest.fixture
-def env(crds, registry):
-    return h.rollout_env(crds, registry)
-
-
-@pytest.fixture
-def api(crds):
-    return h.objects(crds)
 
 
 def _complete_v1(crds, api, namespace, op) -> None:

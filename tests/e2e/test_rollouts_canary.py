@@ -9,20 +9,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-import pytest
-
 from edgefleet.testing import kstatus
 from tests.e2e import rollout_helpers as h
-
-
-@pytest.fixture
-def env(crds, registry):
-    return h.rollout_env(crds, registry)
-
-
-@pytest.fixture
-def api(crds):
-    return h.objects(crds)
 
 
 def test_rollout_is_in_progress_before_any_controller_looks(crds, namespace, api):

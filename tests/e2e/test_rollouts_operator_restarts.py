@@ -10,16 +10,6 @@ from edgefleet.testing.procs import wait_until
 from tests.e2e import rollout_helpers as h
 
 
-@pytest.fixture
-def env(crds, registry):
-    return h.rollout_env(crds, registry)
-
-
-@pytest.fixture
-def api(crds):
-    return h.objects(crds)
-
-
 @pytest.mark.timeout(400)
 def test_operator_sigkilled_mid_rollout_assigns_every_device_once(
     crds, namespace, api, env, tmp_path

@@ -4,19 +4,7 @@ its own process (rollout controller only) and fake-fleet devices."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.e2e import rollout_helpers as h
-
-
-@pytest.fixture
-def env(crds, registry):
-    return h.rollout_env(crds, registry)
-
-
-@pytest.fixture
-def api(crds):
-    return h.objects(crds)
 
 
 def test_overlapping_rollouts_resolve_by_priority_and_a_tie_is_a_condition(
