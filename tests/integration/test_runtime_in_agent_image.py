@@ -21,7 +21,7 @@ import pytest
 
 from edgefleet.clients import appbuilder, edgefleetimages
 from edgefleet.domain import nodeimage
-from tests.integration.test_docker_runtime import fetch_verified, probe_of
+from tests.integration.verified_images import fetch_verified, probe_of
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 
