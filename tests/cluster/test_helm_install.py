@@ -25,24 +25,15 @@ from edgefleet.testing.files import file_server
 from edgefleet.testing.kind import KindCluster
 from edgefleet.testing.models import make_mlp
 from edgefleet.testing.node import NODE_IP, Node
-from edgefleet.testing.procs import wait_until
+from tests.cluster import cluster_queries as q
+from tests.cluster.cluster_queries import NS
 from tests.cluster.conftest import open_cluster
 from tests.conftest import BASE_REPO, BASE_TAG, ROOT
 
 CHART = ROOT / "charts" / "edgefleet"
 PREVIOUS = ROOT / "tests" / "fixtures" / "charts" / "edgefleet-0.1.0.tgz"
-NS = "edgefleet-system"
 GATEWAY_NODE_PORT = 30443
 pytestmark = pytest.mark.timeout(1200)
-
-
-def _helm(cp, *args: str) -> str:
-    done = subprocess.run(
-        [cp.tools.helm, f"--kubeconfig={cp.kubeconfig}", *args],
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +89,7 @@ def release(node, registry, image, mirror) -> Iterator[list[str]]:
         "--set", "operator.resources.requests.cpu=50m",
         "--set", "gateway.resources.requests.cpu=50m",
     ]  # fmt: skip
-    _helm(cp, "install", "edgefleet", str(PREVIOUS), "-n", NS, *values)
+    q.helm(cp, "install", "edgefleet", str(PREVIOUS), "-n", NS, *values)
     try:
         yield values
     finally:
@@ -107,40 +98,11 @@ def release(node, registry, image, mirror) -> Iterator[list[str]]:
                        check=False)  # fmt: skip
 
 
-def _json(cp, *args: str) -> dict:
-    out = cp.kubectl("get", *args, "-o", "json", check=False)
-    return json.loads(out.stdout) if out.returncode == 0 else {}
-
-
-def _available(cp, name: str, replicas: int = 1) -> bool:
-    status = _json(cp, "deployment", name, "-n", NS).get("status", {})
-    return status.get("readyReplicas", 0) >= replicas and not status.get("unavailableReplicas")
-
-
-def _model_ready(cp, ns: str, name: str) -> bool:
-    conditions = (_json(cp, "inferencemodels.edgefleet.io", name, "-n", ns).get("status")
-                  or {}).get("conditions", [])  # fmt: skip
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def _holder(cp) -> str:
-    return (_json(cp, "lease", "edgefleet-operator", "-n", NS).get("spec") or {}).get(
-        "holderIdentity"
-    ) or ""
-
-
-def _wait(node, check, what: str, timeout: float = 300) -> None:
-    try:
-        wait_until(check, timeout=timeout, interval=1, what=what, alive=node.check_alive)
-    except Exception as exc:  # say why: the control plane's own logs
-        raise AssertionError(f"{exc}\n{node.pod_logs(NS, 'edgefleet-', 40)}") from exc
-
-
 def test_pods_run_from_our_image_and_a_model_builds_in_cluster(node, release, mirror, registry):
     cp = node.cp
     for name in ("edgefleet-operator", "edgefleet-gateway"):
-        _wait(node, lambda n=name: _available(cp, n), f"{name} ready")
-    for pod in _json(cp, "pods", "-n", NS)["items"]:
+        q.wait(node, lambda n=name: q.available(cp, n), f"{name} ready")
+    for pod in q.get_json(cp, "pods", "-n", NS)["items"]:
         (container,) = pod["spec"]["containers"]
         assert container["image"].startswith(f"{registry.host}/edgefleet/control-plane@sha256:")
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
@@ -156,62 +118,18 @@ def test_pods_run_from_our_image_and_a_model_builds_in_cluster(node, release, mi
         },
     }
     cp.kubectl("apply", "-f", "-", input_text=json.dumps(model))
-    _wait(node, lambda: _model_ready(cp, "models", "in-cluster"), "in-cluster build", 600)
-    status = _json(cp, "inferencemodels.edgefleet.io", "in-cluster", "-n", "models")["status"]
+    q.wait(node, lambda: q.model_ready(cp, "models", "in-cluster"), "in-cluster build", 600)
+    status = q.get_json(cp, "inferencemodels.edgefleet.io", "in-cluster", "-n", "models")["status"]
     assert status["repository"].startswith(f"{NODE_IP}:{registry.port}/")
     assert status["images"][0]["signature"]
-
-
-def _rolled_out(cp, name: str, replicas: int, namespace: str = NS) -> bool:
-    """Every replica of the Deployment's newest revision is up, and nothing older."""
-    deploy = _json(cp, "deployment", name, "-n", namespace)
-    status = deploy.get("status", {})
-    return (
-        status.get("observedGeneration") == deploy.get("metadata", {}).get("generation")
-        and status.get("updatedReplicas", 0) == replicas
-        and status.get("readyReplicas", 0) == replicas
-        and status.get("replicas", 0) == replicas
-    )
-
-
-def _probe(node, *args: str) -> dict:
-    done = node.run_inside("env", f"PYTHONPATH={ROOT}", sys.executable, "-m",
-                           "tests.cluster.probes", *args, check=False)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _secrets(cp, namespace: str) -> dict[str, dict]:
-    """Every Secret's data but Helm's own release records."""
-    return {
-        item["metadata"]["name"]: item.get("data", {})
-        for item in _json(cp, "secrets", "-n", namespace)["items"]
-        if item.get("type") != "helm.sh/release.v1"
-    }
-
-
-def _crs(cp) -> dict[str, str]:
-    out = {}
-    for kind in ("inferencemodels", "edgedevices", "rollouts"):
-        kind = f"{kind}.edgefleet.io"
-        for item in _json(cp, kind, "-A")["items"]:
-            meta = item["metadata"]
-            out[f"{kind}/{meta['namespace']}/{meta['name']}"] = meta["uid"]
-    return out
-
-
-def _chart_of(cp, release: str, namespace: str = NS) -> str:
-    (entry,) = json.loads(_helm(cp, "list", "-n", namespace, "-o", "json",
-                                "--filter", f"^{release}$"))  # fmt: skip
-    return entry["chart"]
 
 
 def test_upgrade_from_the_previous_chart_keeps_state_and_a_second_replica_waits(
     node, release, tmp_path
 ):
     cp = node.cp
-    assert _chart_of(cp, "edgefleet") == "edgefleet-0.1.0"
-    _wait(node, lambda: _available(cp, "edgefleet-gateway"), "gateway ready")
+    assert q.chart_of(cp, "edgefleet") == "edgefleet-0.1.0"
+    q.wait(node, lambda: q.available(cp, "edgefleet-gateway"), "gateway ready")
     # State made under 0.1.0: an enrolled device (its key and certificate kept by the
     # probe), besides the model the first test built.
     cp.kubectl("create", "namespace", "devices", check=False)
@@ -227,33 +145,33 @@ def test_upgrade_from_the_previous_chart_keeps_state_and_a_second_replica_waits(
     tmp_path.chmod(0o700)
     state = tmp_path / "cam-up.json"
     gateway = (NODE_IP, str(GATEWAY_NODE_PORT), "devices", "cam-up", str(state))
-    enrolled = _probe(node, "device", "enroll", *gateway, token)
+    enrolled = q.probe(node, "device", "enroll", *gateway, token)
     assert enrolled == {"enroll": 200, "poll": 200}, enrolled
-    serial = _json(cp, "edgedevice", "cam-up", "-n", "devices")["status"]["enrollment"][
+    serial = q.get_json(cp, "edgedevice", "cam-up", "-n", "devices")["status"]["enrollment"][
         "certificateSerial"
     ]
-    secrets, crs = _secrets(cp, NS), _crs(cp)
+    secrets, crs = q.secrets(cp, NS), q.crs(cp)
     for name in ("edgefleet-signing-key", "edgefleet-device-ca", "edgefleet-gateway-ca",
                  "edgefleet-gateway-tls", "edgefleet-document-key",
                  "edgefleet-bootstrap-tokens"):  # fmt: skip
         assert name in secrets, f"{name} missing before the upgrade: {sorted(secrets)}"
-    model = _json(cp, "inferencemodels.edgefleet.io", "in-cluster", "-n", "models")
+    model = q.get_json(cp, "inferencemodels.edgefleet.io", "in-cluster", "-n", "models")
 
     # --reuse-values, as users run it: the old release's values, the new chart's
     # templates (they must cope with values the old chart did not have).
-    _helm(cp, "upgrade", "edgefleet", str(CHART), "-n", NS, "--reuse-values",
+    q.helm(cp, "upgrade", "edgefleet", str(CHART), "-n", NS, "--reuse-values",
           "--set", "operator.replicas=2", "--set", "operator.maxConcurrentBuilds=3")  # fmt: skip
-    assert _chart_of(cp, "edgefleet") == "edgefleet-0.2.0"
-    _wait(node, lambda: _rolled_out(cp, "edgefleet-operator", 2), "two operator replicas")
-    _wait(node, lambda: _rolled_out(cp, "edgefleet-gateway", 1), "the upgraded gateway")
+    assert q.chart_of(cp, "edgefleet") == "edgefleet-0.2.0"
+    q.wait(node, lambda: q.rolled_out(cp, "edgefleet-operator", 2), "two operator replicas")
+    q.wait(node, lambda: q.rolled_out(cp, "edgefleet-gateway", 1), "the upgraded gateway")
 
-    after = _secrets(cp, NS)
+    after = q.secrets(cp, NS)
     for name, data in secrets.items():
         assert after.get(name) == data, f"Secret {name} changed or vanished in the upgrade"
-    assert _crs(cp) == crs  # every CR kept, same objects (uids)
+    assert q.crs(cp) == crs  # every CR kept, same objects (uids)
     if model:
-        _wait(node, lambda: _model_ready(cp, "models", "in-cluster"), "the model Ready", 120)
-        now = _json(cp, "inferencemodels.edgefleet.io", "in-cluster", "-n", "models")
+        q.wait(node, lambda: q.model_ready(cp, "models", "in-cluster"), "the model Ready", 120)
+        now = q.get_json(cp, "inferencemodels.edgefleet.io", "in-cluster", "-n", "models")
         assert now["status"]["images"] == model["status"]["images"]
     # The device is still served with the identity it had: mTLS with its old
     # certificate, a document signed by the key it learnt at enrolment.
@@ -261,41 +179,31 @@ def test_upgrade_from_the_previous_chart_keeps_state_and_a_second_replica_waits(
     # EndpointSlice changes), so a refused connection right after the rollout is retried,
     # as a device would; any answer other than 200 is final.
     polls: list[dict] = []
-    _wait(
+    q.wait(
         node,
         lambda: (
-            polls.append(_probe(node, "device", "poll", *gateway))
+            polls.append(q.probe(node, "device", "poll", *gateway))
             or polls[-1]["poll"] != "unreachable"
         ),
         "the upgraded gateway to answer the device",
         60,
     )
     assert polls[-1] == {"poll": 200}, polls[-1]
-    enrollment = _json(cp, "edgedevice", "cam-up", "-n", "devices")["status"]["enrollment"]
+    enrollment = q.get_json(cp, "edgedevice", "cam-up", "-n", "devices")["status"]["enrollment"]
     assert enrollment["certificateSerial"] == serial
 
     # Pods of the old revision may still be terminating (and leading): only a live pod of
     # the Deployment's current revision counts.
-    pods = _live_operator_pods(cp)
+    pods = q.live_operator_pods(cp)
     assert len(set(pods.values())) == 1, pods
-    _wait(node, lambda: _holder(cp) in pods, "a replica of this revision to lead")
-    leader = _holder(cp)
+    q.wait(node, lambda: q.holder(cp) in pods, "a replica of this revision to lead")
+    leader = q.holder(cp)
     cp.kubectl("delete", "pod", leader, "-n", NS, "--grace-period=0", "--force")
-    _wait(node, lambda: _holder(cp) not in ("", leader), "another replica to take over", 120)
+    q.wait(node, lambda: q.holder(cp) not in ("", leader), "another replica to take over", 120)
     # The standby usually wins, but the Deployment's replacement for the deleted pod may
     # start and take the free lease first: either is a live replica of this revision.
-    holder, now = _holder(cp), _live_operator_pods(cp)
+    holder, now = q.holder(cp), q.live_operator_pods(cp)
     assert now.get(holder) == pods[leader], f"{holder} leads; live operator pods: {now}"
-
-
-def _live_operator_pods(cp) -> dict[str, str]:
-    """Operator pods not being deleted, by name, each with its pod-template-hash."""
-    items = _json(cp, "pods", "-n", NS, "-l", "app.kubernetes.io/component=operator")["items"]
-    return {
-        p["metadata"]["name"]: p["metadata"]["labels"]["pod-template-hash"]
-        for p in items
-        if not p["metadata"].get("deletionTimestamp")
-    }
 
 
 BUNDLED_NS = "edgefleet-bundled"
@@ -331,34 +239,34 @@ def test_bundled_registry_runs_from_our_image_and_serves_through_its_service(
         "--set", "gateway.resources.requests.cpu=20m",
     ]  # fmt: skip
     cp.kubectl("create", "namespace", "bundled-models", check=False)  # its Roles go there
-    _helm(cp, "install", "bundled", str(CHART), "-n", BUNDLED_NS, "--create-namespace", *values)
+    q.helm(cp, "install", "bundled", str(CHART), "-n", BUNDLED_NS, "--create-namespace", *values)
     try:
         for name in ("registry", "operator", "gateway"):
-            _wait(node, lambda n=name: _rolled_out(cp, f"bundled-edgefleet-{n}", 1, BUNDLED_NS),
+            q.wait(node, lambda n=name: q.rolled_out(cp, f"bundled-edgefleet-{n}", 1, BUNDLED_NS),
                   f"bundled {name} ready")  # fmt: skip
-        pod = _json(cp, "pods", "-n", BUNDLED_NS, "-l", "app.kubernetes.io/component=registry")
+        pod = q.get_json(cp, "pods", "-n", BUNDLED_NS, "-l", "app.kubernetes.io/component=registry")
         (container,) = pod["items"][0]["spec"]["containers"]
         assert container["image"] == f"{registry.host}/edgefleet/registry@{registry_image}"
         # The operator and the gateway are wired to it.
         for name in ("operator", "gateway"):
-            spec = _json(cp, "deployment", f"bundled-edgefleet-{name}", "-n", BUNDLED_NS)
+            spec = q.get_json(cp, "deployment", f"bundled-edgefleet-{name}", "-n", BUNDLED_NS)
             env = {e["name"]: e.get("value") for e in spec["spec"]["template"]["spec"][
                 "containers"][0]["env"]}  # fmt: skip
             assert env["EDGEFLEET_REGISTRY_URL"] == f"https://{BUNDLED_IP}:5000"
         # From the node, through the Service: TLS verified against the chart's CA,
         # anonymous access refused, a blob pushed and read back with the credentials.
         tmp_path.chmod(0o700)
-        tls = _json(cp, "secret", "bundled-edgefleet-registry-tls", "-n", BUNDLED_NS)["data"]
-        auth = _json(cp, "secret", "bundled-edgefleet-registry-auth", "-n", BUNDLED_NS)["data"]
+        tls = q.get_json(cp, "secret", "bundled-edgefleet-registry-tls", "-n", BUNDLED_NS)["data"]
+        auth = q.get_json(cp, "secret", "bundled-edgefleet-registry-auth", "-n", BUNDLED_NS)["data"]
         (tmp_path / "ca.crt").write_bytes(base64.b64decode(tls["ca.crt"]))
         (tmp_path / "password").write_bytes(base64.b64decode(auth["password"]))
         user = base64.b64decode(auth["username"]).decode()
         # As for the gateway: a refused connection just after the rollout is retried.
         probes: list[dict] = []
-        _wait(
+        q.wait(
             node,
             lambda: (
-                probes.append(_probe(node, "registry", f"https://{BUNDLED_IP}:5000",
+                probes.append(q.probe(node, "registry", f"https://{BUNDLED_IP}:5000",
                                      str(tmp_path / "ca.crt"), user, str(tmp_path / "password")))
                 or probes[-1]["anonymous"] != "unreachable"
             ),
@@ -369,16 +277,16 @@ def test_bundled_registry_runs_from_our_image_and_serves_through_its_service(
         assert probe["anonymous"] == 401, probe
         assert probe["pulled"] == probe["pushed"], probe
         # An upgrade keeps the generated CA, certificate and credentials byte for byte.
-        kept = {n: d for n, d in _secrets(cp, BUNDLED_NS).items() if "-registry-" in n}
+        kept = {n: d for n, d in q.secrets(cp, BUNDLED_NS).items() if "-registry-" in n}
         assert set(kept) == {f"bundled-edgefleet-registry-{s}" for s in ("ca", "tls", "auth")}
-        _helm(cp, "upgrade", "bundled", str(CHART), "-n", BUNDLED_NS, "--reuse-values",
+        q.helm(cp, "upgrade", "bundled", str(CHART), "-n", BUNDLED_NS, "--reuse-values",
               "--set", "operator.maxConcurrentBuilds=1")  # fmt: skip
-        after = _secrets(cp, BUNDLED_NS)
+        after = q.secrets(cp, BUNDLED_NS)
         assert all(after[n] == d for n, d in kept.items()), "a registry Secret changed"
     finally:
         subprocess.run([cp.tools.helm, f"--kubeconfig={cp.kubeconfig}", "uninstall", "bundled",
                         "-n", BUNDLED_NS, "--wait"], capture_output=True, timeout=300,
                        check=False)  # fmt: skip
     # Uninstall leaves the keys (resource-policy keep) unless the namespace goes.
-    assert "bundled-edgefleet-registry-ca" in _secrets(cp, BUNDLED_NS)
+    assert "bundled-edgefleet-registry-ca" in q.secrets(cp, BUNDLED_NS)
     cp.kubectl("delete", "namespace", BUNDLED_NS, "bundled-models", "--wait=false", check=False)
