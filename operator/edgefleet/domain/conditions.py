@@ -13,7 +13,15 @@ from collections.abc import Iterable, Sequence
 from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.meta import Condition, ConditionStatus
 
-__all__ = ["find", "is_true", "mark_failure", "now_rfc3339", "set_condition", "summarise_ready"]
+__all__ = [
+    "find",
+    "is_true",
+    "mark_failure",
+    "mark_progress",
+    "now_rfc3339",
+    "set_condition",
+    "summarise_ready",
+]
 
 
 def now_rfc3339() -> str:
@@ -65,6 +73,24 @@ def set_condition(
     return out
 
 
+def mark_progress(
+    conditions: Sequence[Condition],
+    *,
+    reconciling: ConditionStatus,
+    reason: str,
+    message: str = "",
+    generation: int | None,
+    now: str,
+) -> list[Condition]:
+    """kstatus for an object that is not stuck: ``Reconciling`` as given (True while
+    work is under way or retried, False once done) and ``Stalled=False``, both with
+    ``reason``."""
+    conds = set_condition(
+        conditions, Type.RECONCILING, reconciling, reason, message, generation=generation, now=now
+    )
+    return set_condition(conds, Type.STALLED, "False", reason, generation=generation, now=now)
+
+
 def mark_failure(
     conditions: Sequence[Condition],
     *,
@@ -85,11 +111,14 @@ def mark_failure(
         return set_condition(
             conds, Type.RECONCILING, "False", reason, waiting, generation=generation, now=now
         )
-    conds = set_condition(
-        conditions, Type.RECONCILING, "True", reason, f"retrying: {message}",
-        generation=generation, now=now,
-    )  # fmt: skip
-    return set_condition(conds, Type.STALLED, "False", reason, generation=generation, now=now)
+    return mark_progress(
+        conditions,
+        reconciling="True",
+        reason=reason,
+        message=f"retrying: {message}",
+        generation=generation,
+        now=now,
+    )
 
 
 def summarise_ready(

@@ -17,6 +17,7 @@ from edgefleet.api.inferencemodel import BuiltImage, HistoryEntry, InferenceMode
 from edgefleet.domain.conditions import (
     is_true,
     mark_failure,
+    mark_progress,
     now_rfc3339,
     set_condition,
     summarise_ready,
@@ -53,17 +54,13 @@ def building(
     """A build of ``build_key`` has started."""
     old = status or InferenceModelStatus()
     at = now or now_rfc3339()
-    conds = set_condition(
+    conds = mark_progress(
         old.conditions,
-        Type.RECONCILING,
-        "True",
-        Reason.BUILDING,
-        f"building {build_key[:19]}",
+        reconciling="True",
+        reason=Reason.BUILDING,
+        message=f"building {build_key[:19]}",
         generation=generation,
         now=at,
-    )
-    conds = set_condition(
-        conds, Type.STALLED, "False", Reason.BUILDING, generation=generation, now=at
     )
     conds = summarise_ready(conds, REQUIRED, generation=generation, now=at)
     return old.model_copy(update={"conditions": conds, "build_key": old.build_key})
@@ -116,11 +113,8 @@ def succeeded(
         generation=generation,
         now=at,
     )
-    conds = set_condition(
-        conds, Type.RECONCILING, "False", Reason.RECONCILED, generation=generation, now=at
-    )
-    conds = set_condition(
-        conds, Type.STALLED, "False", Reason.RECONCILED, generation=generation, now=at
+    conds = mark_progress(
+        conds, reconciling="False", reason=Reason.RECONCILED, generation=generation, now=at
     )
     conds = summarise_ready(conds, REQUIRED, generation=generation, now=at)
     return InferenceModelStatus(
@@ -164,16 +158,12 @@ def up_to_date(
 ) -> InferenceModelStatus:
     """The build is current and its images are in the registry: nothing to do."""
     at = now or now_rfc3339()
-    conds = set_condition(
+    conds = mark_progress(
         status.conditions,
-        Type.RECONCILING,
-        "False",
-        Reason.RECONCILED,
+        reconciling="False",
+        reason=Reason.RECONCILED,
         generation=generation,
         now=at,
-    )
-    conds = set_condition(
-        conds, Type.STALLED, "False", Reason.RECONCILED, generation=generation, now=at
     )
     conds = summarise_ready(conds, REQUIRED, generation=generation, now=at)
     return status.model_copy(update={"conditions": conds, "observed_generation": generation})

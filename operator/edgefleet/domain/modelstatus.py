@@ -16,7 +16,13 @@ from collections.abc import Sequence
 
 from edgefleet.api.conditions import Reason, Type
 from edgefleet.api.inferencemodel import InferenceModelStatus
-from edgefleet.domain.conditions import is_true, now_rfc3339, set_condition, summarise_ready
+from edgefleet.domain.conditions import (
+    is_true,
+    mark_progress,
+    now_rfc3339,
+    set_condition,
+    summarise_ready,
+)
 from edgefleet.domain.failures import Failure
 from edgefleet.domain.modelbuild import (
     HISTORY_LIMIT,
@@ -86,17 +92,13 @@ def check_retrying(
     reason and message say that the check is retrying.
     """
     at = now or now_rfc3339()
-    conds = set_condition(
+    conds = mark_progress(
         status.conditions,
-        Type.RECONCILING,
-        "False",
-        Reason.CHECK_RETRYING,
-        f"serving the last build; re-check retrying: {failure.message}",
+        reconciling="False",
+        reason=Reason.CHECK_RETRYING,
+        message=f"serving the last build; re-check retrying: {failure.message}",
         generation=generation,
         now=at,
-    )
-    conds = set_condition(
-        conds, Type.STALLED, "False", Reason.CHECK_RETRYING, generation=generation, now=at
     )
     conds = set_condition(
         conds,
