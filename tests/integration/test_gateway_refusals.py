@@ -31,9 +31,9 @@ def _healthy(fleet) -> None:
     sim.gateway_ca = fleet.gateway.pki().gateway_ca_bundle()
 
     async def health() -> int:
-        from edgefleet.testing.simdevice import _Connection
+        from edgefleet.testing.simdevice_http import Connection
 
-        conn = _Connection("127.0.0.1", fleet.gateway.port, sim._context(client_cert=False))
+        conn = Connection("127.0.0.1", fleet.gateway.port, sim._context(client_cert=False))
         try:
             return (await conn.request("GET", "/healthz")).status
         finally:
@@ -163,9 +163,9 @@ def test_routes_need_a_client_certificate(fleet):
     sim = fleet.enrolled("d8")
 
     async def anonymous() -> tuple[int, str | None]:
-        from edgefleet.testing.simdevice import _Connection
+        from edgefleet.testing.simdevice_http import Connection
 
-        conn = _Connection("127.0.0.1", fleet.gateway.port, sim._context(client_cert=False))
+        conn = Connection("127.0.0.1", fleet.gateway.port, sim._context(client_cert=False))
         try:
             result = await conn.request("GET", wire.DESIRED_PATH + "?wait=0")
             return result.status, result.reason

@@ -35,7 +35,6 @@ from edgefleet_node.protocol import enroll as enrolment
 
 __all__ = ["HttpResult", "SimDevice", "make_csr"]
 
-_Connection = Connection  # the older name, still imported by tests/integration
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey, namespace: str, name: str) -> bytes:
