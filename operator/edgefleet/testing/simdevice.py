@@ -36,7 +36,6 @@ from edgefleet_node.protocol import enroll as enrolment
 __all__ = ["HttpResult", "SimDevice", "make_csr"]
 
 
-
 def make_csr(key: ec.EllipticCurvePrivateKey, namespace: str, name: str) -> bytes:
     subject = x509.Name(
         [
